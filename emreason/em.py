@@ -1,0 +1,143 @@
+"""The EM loop. Read it top to bottom: baseline evaluation, then per iteration an E-step
+(the sampler proposes rationales on vLLM), an M-step (weighted fine-tuning in PyTorch on the
+accepted rationales given the UNHINTED prompt), a weight sync into the running engine, and an
+evaluation (greedy accuracy on held-out questions)."""
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from emreason.chat import ChatPrompts
+from emreason.data.example import Example
+from emreason.data.loading import load_benchmark
+from emreason.evaluation import evaluate
+from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
+from emreason.model_store import ModelConfig, resolve_model
+from emreason.samplers import Proposer, SamplerConfig, build_sampler
+from emreason.samplers.base import Rationale
+from emreason.tracking import Tracker
+from emreason.training.loss import TrainingSequence
+from emreason.training.m_step import MStepTrainer, OptimizerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """Everything one EM run is made of, built from the config."""
+
+    dataset: object
+    model: ModelConfig
+    sampler: SamplerConfig
+    optimizer: OptimizerConfig
+    generator: GeneratorConfig
+    iterations: int
+    questions_per_iteration: int
+    seed: int
+    run_dir: Path
+
+
+def run_em(job: Job, tracker: Tracker) -> None:
+    random.seed(job.seed)
+    torch.manual_seed(job.seed)
+    benchmark = load_benchmark(job.dataset, job.seed)
+    log.info("%s: %d training and %d test questions", benchmark.name, len(benchmark.train), len(benchmark.test))
+    model_dir = resolve_model(job.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompts = ChatPrompts(tokenizer, job.dataset.prompts)
+    trainer = MStepTrainer(model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
+    max_new_tokens = job.generator.max_new_tokens
+    generator = VLLMGenerator(model_dir, job.generator, job.seed)
+    try:
+        sampler = build_sampler(job.sampler, Proposer(generator, prompts, max_new_tokens))
+
+        baseline, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
+        tracker.log_iteration({"iteration": 0, **test_metrics(baseline), "eval_s": eval_s})
+
+        for iteration in range(1, job.iterations + 1):
+            questions = questions_for_iteration(benchmark.train, iteration, job.questions_per_iteration, job.seed)
+            e_step, e_step_s = timed(sampler.e_step, questions)
+            tracker.log_rationales(iteration, e_step.proposals)
+
+            m_step_s = sync_s = 0.0
+            if e_step.accepted:
+                if getattr(job.sampler, "restart_from_base", False):
+                    trainer.restart_from_base()
+                sequences = training_sequences(e_step.accepted, prompts, tokenizer)
+                _, m_step_s = timed(trainer.m_step, sequences)
+                weights_dir = job.run_dir / "weights"
+                _, sync_s = timed(sync_weights, trainer, generator, weights_dir)
+            else:
+                log.warning("Iteration %d: the E-step accepted no rationale; skipping the M-step.", iteration)
+
+            result, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
+            tracker.log_iteration({
+                "iteration": iteration,
+                **test_metrics(result),
+                "acceptance_rate": e_step.acceptance_rate,
+                "rationales_kept": len(e_step.accepted),
+                "questions_with_rationale": len({r.example.id for r in e_step.accepted}) / len(questions),
+                "mean_rationale_tokens": mean([len(r.completion.token_ids) for r in e_step.accepted]),
+                "tokens_generated": e_step.tokens_generated,
+                "tokens_per_accepted_rationale": e_step.tokens_generated / max(len(e_step.accepted), 1),
+                "e_step_s": e_step_s,
+                "m_step_s": m_step_s,
+                "sync_s": sync_s,
+                "eval_s": eval_s,
+            })
+    finally:
+        generator.close()
+
+
+def questions_for_iteration(train: list[Example], iteration: int, size: int, seed: int) -> list[Example]:
+    """The iteration's slice of a seeded walk through the training set (reshuffled each pass).
+    A function of the iteration number alone, so a resumed job sees the same questions."""
+    start = (iteration - 1) * size
+    chosen = []
+    for position in range(start, start + min(size, len(train))):
+        data_pass, index = divmod(position, len(train))
+        order = list(range(len(train)))
+        random.Random(f"{seed}-{data_pass}").shuffle(order)
+        chosen.append(train[order[index]])
+    return chosen
+
+
+def training_sequences(accepted: list[Rationale], prompts: ChatPrompts, tokenizer) -> list[TrainingSequence]:
+    """Each accepted rationale as the M-step sees it: given the UNHINTED prompt, even when it
+    was sampled from the hinted one (the hint belongs to the proposal, not to the model)."""
+    sequences = []
+    for rationale in accepted:
+        prompt_ids = tokenizer(prompts.text(rationale.example, hint=False)).input_ids
+        completion_ids = rationale.completion.token_ids
+        if rationale.completion.finished and completion_ids[-1:] != (tokenizer.eos_token_id,):
+            completion_ids += (tokenizer.eos_token_id,)
+        sequences.append(TrainingSequence(tuple(prompt_ids), completion_ids, rationale.weight))
+    return sequences
+
+
+def sync_weights(trainer: MStepTrainer, generator: VLLMGenerator, weights_dir: Path) -> None:
+    trainer.save_weights(weights_dir)
+    generator.load_weights(weights_dir)
+
+
+def test_metrics(result) -> dict:
+    return {
+        "test_accuracy": result.accuracy,
+        "test_unparseable_rate": result.unparseable_rate,
+        "test_mean_tokens": result.mean_tokens,
+    }
+
+
+def timed(function, *args):
+    started = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - started
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None

@@ -1,0 +1,23 @@
+"""RS-M: rejection sampling with a budget of M rationales per question from p(z | x)."""
+
+from dataclasses import dataclass
+
+from emreason.data.example import Example
+from emreason.samplers.base import EStepResult, Sampler, SamplerConfig, keep_correct
+
+
+@dataclass
+class RSConfig(SamplerConfig):
+    name: str = "rs"
+    # The budget M: rationales drawn per question from the unhinted prompt.
+    budget: int = 4
+
+
+class RejectionSampler(Sampler):
+    config: RSConfig
+
+    def e_step(self, examples: list[Example]) -> EStepResult:
+        proposals = self.proposer.propose(
+            examples, hint=False, n=self.config.budget, temperature=self.config.temperature
+        )
+        return keep_correct(proposals, self.config.keep)

@@ -1,0 +1,105 @@
+"""Each sampler's accept/keep logic on scripted generations."""
+
+import pytest
+
+from emreason.data.example import AnswerKind, Example
+from emreason.generation.completion import Completion
+from emreason.samplers import build_sampler
+from emreason.samplers.base import Keep, Proposer
+from emreason.samplers.pps import PPSConfig
+from emreason.samplers.rs import RSConfig
+from emreason.samplers.star import STaRConfig
+
+QUESTIONS = [
+    Example("q1", "Which is a mammal?", "B", AnswerKind.LETTER, ("trout", "whale")),
+    Example("q2", "Which is a metal?", "A", AnswerKind.LETTER, ("iron", "wood")),
+]
+
+
+class ScriptedPrompts:
+    """Prompt text that tells the scripted generator which question and prompt kind it is."""
+
+    def text(self, example, *, hint):
+        return f"{example.id}|{'hinted' if hint else 'plain'}"
+
+
+class ScriptedGenerator:
+    """Answers each (question, prompt kind) with a fixed list of letters, cycling."""
+
+    def __init__(self, script):
+        self.script = script
+        self.calls = []
+
+    def generate(self, prompts, *, n, temperature, max_new_tokens):
+        self.calls.append({"prompts": prompts, "n": n, "temperature": temperature})
+        return [
+            [
+                Completion(f"Reasoning. The answer is ({self.script[p][i % len(self.script[p])]}).", (7,) * (i + 1), True)
+                for i in range(n)
+            ]
+            for p in prompts
+        ]
+
+
+def run(config, script):
+    generator = ScriptedGenerator(script)
+    sampler = build_sampler(config, Proposer(generator, ScriptedPrompts(), max_new_tokens=32))
+    return sampler.e_step(QUESTIONS), generator
+
+
+SCRIPT = {
+    "q1|plain": ["A", "B", "B"],  # wrong, then right twice
+    "q2|plain": ["B"],  # always wrong
+    "q1|hinted": ["B"],
+    "q2|hinted": ["B", "A"],  # wrong, then right
+}
+
+
+def test_rs_keeps_the_first_correct_of_m_unhinted_samples():
+    result, generator = run(RSConfig(budget=3), SCRIPT)
+    assert [call["prompts"] for call in generator.calls] == [["q1|plain", "q2|plain"]]
+    assert generator.calls[0]["n"] == 3
+    assert [(r.example.id, r.answer, r.hinted) for r in result.accepted] == [("q1", "B", False)]
+    # The first correct one is the second sample (2 tokens long).
+    assert len(result.accepted[0].completion.token_ids) == 2
+    assert len(result.proposals) == 6
+    assert result.acceptance_rate == pytest.approx(2 / 6)
+    assert result.tokens_generated == 2 * (1 + 2 + 3)
+
+
+def test_rs_keep_all_keeps_every_correct_sample():
+    result, _ = run(RSConfig(budget=3, keep=Keep.all), SCRIPT)
+    assert [(r.example.id, r.answer) for r in result.accepted] == [("q1", "B"), ("q1", "B")]
+
+
+def test_star_rationalizes_only_failures_and_trains_on_the_union():
+    script = {**SCRIPT, "q1|plain": ["B"]}
+    result, generator = run(STaRConfig(samples_per_question=1, rationalization_samples=2), script)
+    assert [call["prompts"] for call in generator.calls] == [["q1|plain", "q2|plain"], ["q2|hinted"]]
+    assert [(r.example.id, r.hinted) for r in result.accepted] == [("q1", False), ("q2", True)]
+    assert result.acceptance_rate == pytest.approx(2 / 4)
+
+
+def test_star_greedy_decodes_at_temperature_zero():
+    _, generator = run(STaRConfig(greedy=True, temperature=0.9), SCRIPT)
+    assert {call["temperature"] for call in generator.calls} == {0.0}
+
+
+def test_pps_samples_only_from_the_hinted_prompt():
+    result, generator = run(PPSConfig(samples_per_question=2), SCRIPT)
+    assert [call["prompts"] for call in generator.calls] == [["q1|hinted", "q2|hinted"]]
+    assert [(r.example.id, r.hinted) for r in result.accepted] == [("q1", True), ("q2", True)]
+    assert all(r.weight == 1.0 for r in result.accepted)
+
+
+def test_unparseable_rationales_are_wrong_not_errors():
+    script = {"q1|hinted": ["Z"], "q2|hinted": ["A"]}
+
+    class Rambling(ScriptedGenerator):
+        def generate(self, prompts, *, n, temperature, max_new_tokens):
+            return [[Completion("I am not sure, maybe it depends.", (1,), False)] * n for _ in prompts]
+
+    sampler = build_sampler(PPSConfig(samples_per_question=1), Proposer(Rambling(script), ScriptedPrompts(), 8))
+    result = sampler.e_step(QUESTIONS)
+    assert result.accepted == []
+    assert [r.answer for r in result.proposals] == [None, None]
