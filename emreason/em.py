@@ -89,6 +89,7 @@ def run_em(job: Job, tracker: Tracker) -> None:
                 "m_step_s": m_step_s,
                 "sync_s": sync_s,
                 "eval_s": eval_s,
+                **e_step.metrics,
             })
     finally:
         generator.close()

@@ -71,6 +71,7 @@ class VLLMGenerator:
             tensor_parallel_size=config.tensor_parallel_size,
             enable_prefix_caching=config.enable_prefix_caching,
             seed=seed,
+            worker_extension_cls="emreason.generation.worker_extension.WeightSyncExtension",
         )
 
     def generate(
@@ -90,7 +91,9 @@ class VLLMGenerator:
 
     def load_weights(self, weights_dir: Path) -> None:
         """Swap the running engine's weights for the safetensors files in weights_dir."""
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(weights_dir)})
+        self.llm.collective_rpc("reload_and_repack_weights", kwargs={"weights_path": str(weights_dir)})
+        # Cached prompt prefixes hold keys and values computed with the old weights.
+        self.llm.reset_prefix_cache()
 
     def close(self) -> None:
         """Stop the engine process and its workers."""

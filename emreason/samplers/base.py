@@ -48,6 +48,8 @@ class EStepResult:
     accepted: list[Rationale]
     # Every rationale generated in this E-step, accepted or not.
     proposals: list[Rationale] = field(default_factory=list)
+    # The sampler's own per-iteration metrics, logged beside the common ones.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def tokens_generated(self) -> int:
@@ -108,3 +110,10 @@ class Sampler(ABC):
     @abstractmethod
     def e_step(self, examples: list[Example]) -> EStepResult:
         """Propose rationales for these training questions and choose what the M-step learns."""
+
+    def state_dict(self) -> dict:
+        """What the sampler carries from one EM iteration to the next (saved in checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict returned."""

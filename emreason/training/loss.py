@@ -43,16 +43,23 @@ def collate(sequences: list[TrainingSequence], pad_id: int) -> Batch:
     return Batch(input_ids, attention_mask, loss_mask, weights)
 
 
-def sequence_log_likelihoods(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Per-sequence sum of log p(token) over the completion tokens, shape (B,)."""
+def sequence_log_likelihoods(model, batch: Batch) -> torch.Tensor:
+    """Per-sequence sum of log p(token) over the completion tokens, shape (B,).
+
+    The vocabulary projection runs on completion positions only: on prompt and padding
+    positions it would cost most of the M-step's memory and time for nothing.
+    """
+    hidden = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     # Position t predicts token t + 1.
-    log_probs = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    targets = batch.input_ids[:, 1:]
-    token_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (token_log_probs * batch.loss_mask[:, 1:]).sum(dim=1)
+    predicts = batch.loss_mask[:, 1:]
+    logits = model.get_output_embeddings()(hidden[:, :-1][predicts])
+    targets = batch.input_ids[:, 1:][predicts]
+    token_log_likelihoods = -F.cross_entropy(logits.float(), targets, reduction="none")
+    rows = torch.arange(len(batch.weights)).unsqueeze(1).expand_as(predicts)[predicts]
+    return torch.zeros(len(batch.weights)).index_add(0, rows, token_log_likelihoods)
 
 
-def weighted_nll(logits: torch.Tensor, batch: Batch, num_tokens: int) -> torch.Tensor:
+def weighted_nll(model, batch: Batch, num_tokens: int) -> torch.Tensor:
     """-sum_i w_i log p(z_i, y_i | x_i), divided by num_tokens (the completion tokens of the
     whole optimizer step, so micro-batches add up to a per-token mean)."""
-    return -(batch.weights * sequence_log_likelihoods(logits, batch)).sum() / num_tokens
+    return -(batch.weights * sequence_log_likelihoods(model, batch)).sum() / num_tokens

@@ -87,8 +87,7 @@ class MStepTrainer:
         size = self.config.micro_batch_size
         for start in range(0, len(sequences), size):
             batch = collate(sequences[start : start + size], self.pad_id)
-            logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            loss = weighted_nll(logits, batch, num_tokens)
+            loss = weighted_nll(self.model, batch, num_tokens)
             loss.backward()
             total += loss.item()
         if self.config.max_grad_norm > 0:

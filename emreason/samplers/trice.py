@@ -1,0 +1,208 @@
+"""TRICE: MCMC-EM with a persistent memory of one rationale per training question and a
+leave-one-out control variate (Phan et al., NeurIPS 2023).
+
+The math (beta, the signed sequence weights, systematic resampling) is in small functions on
+tensors so it can be checked without a model; `TRICESampler` runs one MCMC step per question.
+"""
+
+from dataclasses import dataclass, replace
+from enum import Enum
+
+import torch
+
+from emreason.data.example import Example
+from emreason.generation.completion import Completion
+from emreason.samplers.base import EStepResult, Proposer, Rationale, Sampler, SamplerConfig
+
+
+class MemoryInit(str, Enum):
+    hinted = "hinted"  # the guide prompt q(z | x, y*): the correct answer as a hint
+    unhinted = "unhinted"  # samples from the model p(z | x)
+
+
+@dataclass
+class TRICEConfig(SamplerConfig):
+    name: str = "trice"
+    # Where a question's first memory rationale comes from.
+    memory_init: MemoryInit = MemoryInit.hinted
+    # Rationales drawn once per question to initialise its memory; the first correct one is
+    # kept, and a question with none stays out of the gradient until a proposal is accepted.
+    init_samples: int = 4
+    # Temperature of the proposals and of the initial samples (the paper samples at 1).
+    temperature: float = 1.0
+    # Subtract the leave-one-out control variate: wrong proposals get negative weights.
+    control_variate: bool = True
+    # Train on subsample_size sequences drawn by systematic resampling instead of all of them.
+    subsample: bool = False
+    # L, the sequences drawn per E-step when subsample is true.
+    subsample_size: int = 8
+
+
+# ---- The estimator, on tensors of shape (M,): c' = `valid`, c~ = `proposal_correct` (0/1). ----
+
+
+def leave_one_out_beta(valid: torch.Tensor, proposal_correct: torch.Tensor) -> torch.Tensor:
+    """beta_m = sum_{m' != m} c'_{m'} c~_{m'} / sum_{m' != m} c'_{m'}, 0 where nothing is left."""
+    accepted = valid * proposal_correct
+    others_accepted = accepted.sum() - accepted
+    others_valid = valid.sum() - valid
+    return torch.where(others_valid > 0, others_accepted / others_valid.clamp(min=1), 0.0)
+
+
+def signed_item_weights(valid: torch.Tensor, proposal_correct: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The 2M signed, unnormalised weights s_i w~_i: first the memory rationales,
+    c'_m (1 - c~_m beta_m) (an accepted proposal IS the memory rationale, so its -beta term is
+    merged here), then the proposals, -c'_m (1 - c~_m) beta_m (only wrong ones are nonzero).
+    beta = 0 gives the estimator without control variate."""
+    memory = valid * (1 - proposal_correct * beta)
+    proposals = -valid * (1 - proposal_correct) * beta
+    return torch.cat([memory, proposals])
+
+
+def full_weights(signed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The weights of g = (1 / sum c') sum_i s_i w~_i grad log p(z_i | x_i); 0 when no c' is 1."""
+    return signed / valid.sum() if valid.sum() > 0 else torch.zeros_like(signed)
+
+
+def systematic_resample(probabilities: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """How many times each item is drawn among `size` draws: one uniform offset, `size` evenly
+    spaced points, each picks the item whose cumulative-probability bin holds it. Every count is
+    the floor or the ceiling of size * p_i, and its expectation is size * p_i."""
+    points = (torch.rand(1, generator=generator, dtype=torch.float64) + torch.arange(size)) / size
+    cumulative = probabilities.double().cumsum(0) / probabilities.sum()
+    drawn = torch.searchsorted(cumulative, points, right=True).clamp(max=len(probabilities) - 1)
+    return torch.bincount(drawn, minlength=len(probabilities))
+
+
+def subsampled_weights(
+    signed: torch.Tensor, valid: torch.Tensor, size: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The subsampled estimator (sum w~ / sum c') (1 / L) sum_l s_l grad log p(z_l | x_l), as a
+    weight per item: L draws with probability proportional to w~, a drawn item's weight summed
+    over its draws. Unbiased for `full_weights`."""
+    magnitudes = signed.abs()
+    if valid.sum() == 0 or magnitudes.sum() == 0:
+        return torch.zeros_like(signed)
+    counts = systematic_resample(magnitudes, size, generator)
+    return counts * signed.sign() * (magnitudes.sum() / valid.sum()) / size
+
+
+# ---- The sampler ----
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A question's memory rationale: always a correct one."""
+
+    completion: Completion
+    answer: str
+    hinted: bool
+
+
+class TRICESampler(Sampler):
+    """One independence Metropolis-Hastings step per question of the minibatch.
+
+    The memory is initialised lazily: a question's memory is filled the first time the EM loop
+    puts it in a minibatch (`questions_for_iteration` walks the training set), so the sampler
+    needs no pass over the whole training set before the first M-step. A question whose initial
+    samples are all wrong is remembered as seen with no rationale (c' = 0, no gradient) until a
+    proposal for it is accepted.
+
+    `proposals` of the result holds the initial samples too (they count in tokens_generated);
+    `trice_acceptance_rate` is over this step's MH proposals only.
+    """
+
+    config: TRICEConfig
+
+    def __init__(self, config: TRICEConfig, proposer: Proposer):
+        super().__init__(config, proposer)
+        # Question id -> its current correct rationale.
+        self.memory: dict[str, Remembered] = {}
+        # Ids of the questions whose memory has been initialised, with or without success.
+        self.seen: set[str] = set()
+
+    def e_step(self, examples: list[Example]) -> EStepResult:
+        new = list({ex.id: ex for ex in examples if ex.id not in self.seen}.values())
+        initial = self._initialise(new)
+        proposals = [tries[0] for tries in self.proposer.propose(
+            examples, hint=False, n=1, temperature=self.config.temperature
+        )]
+        current = [self._accept(proposal) for proposal in proposals]
+
+        valid = torch.tensor([float(r is not None) for r in current])
+        proposal_correct = torch.tensor([float(p.correct) for p in proposals])
+        beta = leave_one_out_beta(valid, proposal_correct)
+        cv_beta = beta if self.config.control_variate else torch.zeros_like(beta)
+        signed = signed_item_weights(valid, proposal_correct, cv_beta)
+        if self.config.subsample:
+            weights = subsampled_weights(signed, valid, self.config.subsample_size)
+        else:
+            weights = full_weights(signed, valid)
+
+        items = current + proposals
+        sequences = [replace(r, weight=float(w)) for r, w in zip(items, weights) if w != 0]
+        return EStepResult(
+            accepted=sequences,
+            proposals=initial + proposals,
+            metrics={
+                "trice_acceptance_rate": proposal_correct.mean().item(),
+                "trice_mean_beta": beta.mean().item(),
+                "trice_new_questions": len(new),
+                "trice_valid_rationales": len(self.memory),
+                "trice_valid_share": len(self.memory) / len(self.seen),
+            },
+        )
+
+    def _initialise(self, new: list[Example]) -> list[Rationale]:
+        """Fill the memory of questions seen for the first time; return every sample drawn."""
+        tries_per_question = self.proposer.propose(
+            new,
+            hint=self.config.memory_init is MemoryInit.hinted,
+            n=self.config.init_samples,
+            temperature=self.config.temperature,
+        )
+        for example, tries in zip(new, tries_per_question):
+            self.seen.add(example.id)
+            correct = [r for r in tries if r.correct]
+            if correct:
+                self._remember(correct[0])
+        return [r for tries in tries_per_question for r in tries]
+
+    def _accept(self, proposal: Rationale) -> Rationale | None:
+        """The MH step with a 0/1 likelihood: the proposal replaces the memory iff it is correct.
+        Returns the question's memory rationale after the step (None when it has none)."""
+        if proposal.correct:
+            self._remember(proposal)
+            return proposal
+        remembered = self.memory.get(proposal.example.id)
+        if remembered is None:
+            return None
+        return Rationale(proposal.example, remembered.completion, remembered.answer, True, remembered.hinted)
+
+    def _remember(self, rationale: Rationale) -> None:
+        self.memory[rationale.example.id] = Remembered(rationale.completion, rationale.answer, rationale.hinted)
+
+    def state_dict(self) -> dict:
+        """The memory as JSON: question id -> rationale text, token ids, answer."""
+        return {
+            "seen": sorted(self.seen),
+            "memory": {
+                question_id: {
+                    "text": r.completion.text,
+                    "token_ids": list(r.completion.token_ids),
+                    "finished": r.completion.finished,
+                    "answer": r.answer,
+                    "hinted": r.hinted,
+                }
+                for question_id, r in self.memory.items()
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seen = set(state["seen"])
+        self.memory = {
+            question_id: Remembered(
+                Completion(r["text"], tuple(r["token_ids"]), r["finished"]), r["answer"], r["hinted"]
+            )
+            for question_id, r in state["memory"].items()
+        }
