@@ -1,6 +1,7 @@
 """The `emreason` command: a Hydra app that composes conf/ into a job and runs EM."""
 
 import logging
+import signal
 from pathlib import Path
 
 import hydra
@@ -35,6 +36,12 @@ def build_job(cfg: DictConfig, run_dir: Path) -> Job:
     )
 
 
+def exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM (kill, a cluster's preemption) unwinds like Ctrl-C, so the vLLM engine
+    process is shut down instead of being left running without its parent."""
+    raise SystemExit(128 + signum)
+
+
 def sweep_group(hydra_config) -> str | None:
     """Jobs of one multirun share a W&B group named after the sweep directory."""
     if hydra_config.mode != RunMode.MULTIRUN:
@@ -44,6 +51,7 @@ def sweep_group(hydra_config) -> str | None:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
     job = build_job(cfg, run_dir)

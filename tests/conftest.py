@@ -1,0 +1,56 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EMREASON = str(Path(sys.executable).parent / "emreason")
+
+
+def run_emreason(*overrides: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Run the `emreason` command from the repository root, as a user would."""
+    return subprocess.run(
+        [EMREASON, *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
+
+
+@pytest.fixture(scope="session")
+def default_model_dir():
+    """The embedded default model, converted once into the cache."""
+    from hydra import compose, initialize_config_dir
+
+    from emreason.config import register_configs
+    from emreason.model_store import resolve_model
+    from omegaconf import OmegaConf
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config")
+    return resolve_model(OmegaConf.to_object(cfg.model))
+
+
+@pytest.fixture(scope="session")
+def tiny_multirun(tmp_path_factory):
+    """One small real sweep, shared by the tests that need finished runs: one tiny EM
+    iteration of each sampler on the default model, logged to W&B offline.
+    Yields (sweep dir, completed process); job i ran sampler TINY_SWEEP_SAMPLERS[i]."""
+    sweep_dir = tmp_path_factory.mktemp("multirun")
+    result = run_emreason(
+        "-m",
+        "experiment=tiny",
+        f"sampler={','.join(TINY_SWEEP_SAMPLERS)}",
+        "logger.mode=offline",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return sweep_dir, result
+
+
+TINY_SWEEP_SAMPLERS = ["rs", "star", "pps"]

@@ -1,0 +1,78 @@
+"""The real default model on vLLM, with tiny budgets (several minutes on a 2-core CPU)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from conftest import TINY_SWEEP_SAMPLERS
+
+pytestmark = pytest.mark.slow
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_each_sampler_runs_one_em_iteration(tiny_multirun):
+    sweep_dir, result = tiny_multirun
+    for job, sampler in enumerate(TINY_SWEEP_SAMPLERS):
+        rows = read_metrics(sweep_dir / str(job))
+        assert [row["iteration"] for row in rows] == [0, 1]
+        baseline, first = rows
+        assert 0.0 <= baseline["test_accuracy"] <= 1.0
+        assert "acceptance_rate" not in baseline
+        for key in ["test_accuracy", "acceptance_rate", "mean_rationale_tokens", "e_step_s", "m_step_s", "sync_s"]:
+            assert key in first, key
+        assert first["tokens_generated"] > 0
+        assert first["e_step_s"] > 0 and first["eval_s"] > 0
+        if first["rationales_kept"]:
+            assert first["m_step_s"] > 0 and first["sync_s"] > 0
+        config = (sweep_dir / str(job) / ".hydra" / "config.yaml").read_text()
+        assert f"name: {sampler}" in config
+        assert list((sweep_dir / str(job) / "wandb").glob("offline-run-*")), "no offline W&B run"
+    # The per-iteration table is printed.
+    assert "test_acc" in result.stdout and "e_step_s" in result.stdout
+
+
+def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir):
+    """After an M-step and a sync, the running engine generates exactly what a new engine
+    started from the trained weights generates, and differs from before."""
+    from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
+    from emreason.training.loss import TrainingSequence
+    from emreason.training.m_step import MStepTrainer, OptimizerConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Which planet is closest to the Sun? (A) Mars (B) Mercury"}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    target = "Mercury orbits nearest to the Sun. The answer is (B)."
+    sequence = TrainingSequence(
+        tuple(tokenizer(prompt).input_ids),
+        tuple(tokenizer(target, add_special_tokens=False).input_ids) + (tokenizer.eos_token_id,),
+    )
+    config = GeneratorConfig()
+    greedy = dict(n=1, temperature=0.0, max_new_tokens=24)
+
+    engine = VLLMGenerator(default_model_dir, config, seed=0)
+    try:
+        before = engine.generate([prompt], **greedy)[0][0].text
+        trainer = MStepTrainer(default_model_dir, OptimizerConfig(lr=1e-4, epochs=3, batch_size=2), tokenizer.pad_token_id, seed=0)
+        stats = trainer.m_step([sequence, sequence])
+        assert stats.optimizer_steps == 3
+        trainer.save_weights(tmp_path / "weights")
+        tokenizer.save_pretrained(tmp_path / "weights")
+        engine.load_weights(tmp_path / "weights")
+        after = engine.generate([prompt], **greedy)[0][0].text
+    finally:
+        engine.close()
+    assert after != before
+
+    fresh = VLLMGenerator(tmp_path / "weights", config, seed=0)
+    try:
+        assert fresh.generate([prompt], **greedy)[0][0].text == after
+    finally:
+        fresh.close()
