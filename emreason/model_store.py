@@ -95,6 +95,8 @@ def _converted_embedded_model(config: ModelConfig) -> Path:
     try:
         _dequantize(gguf_file, staging)
         (staging / COMPLETE_MARKER).touch()
+        if (target / COMPLETE_MARKER).exists():  # a parallel job converted it meanwhile
+            return target
         if target.exists():  # a half-written folder from an interrupted conversion
             shutil.rmtree(target)
         os.replace(staging, target)
