@@ -1,0 +1,49 @@
+"""The pieces of the EM loop that need no model: data order and M-step sequences."""
+
+from emreason.data.example import AnswerKind, Example
+from emreason.em import questions_for_iteration, training_sequences
+from emreason.generation.completion import Completion
+from emreason.samplers.base import Rationale
+
+EOS = 2
+TRAIN = [Example(f"q{i}", f"question {i}", "A", AnswerKind.LETTER, ("x", "y")) for i in range(10)]
+
+
+def test_each_pass_visits_every_training_question_once_in_a_seeded_order():
+    first_pass = [e.id for it in range(1, 6) for e in questions_for_iteration(TRAIN, it, 2, seed=0)]
+    assert sorted(first_pass) == sorted(e.id for e in TRAIN)
+    assert first_pass != [e.id for e in TRAIN]  # shuffled
+    again = [e.id for it in range(1, 6) for e in questions_for_iteration(TRAIN, it, 2, seed=0)]
+    assert again == first_pass
+    other_seed = [e.id for it in range(1, 6) for e in questions_for_iteration(TRAIN, it, 2, seed=1)]
+    assert other_seed != first_pass
+    second_pass = [e.id for it in range(6, 11) for e in questions_for_iteration(TRAIN, it, 2, seed=0)]
+    assert sorted(second_pass) == sorted(first_pass) and second_pass != first_pass
+
+
+def test_an_iteration_asking_for_more_than_the_training_set_gets_each_question_once():
+    assert len({e.id for e in questions_for_iteration(TRAIN, 1, 50, seed=0)}) == 10
+
+
+class CharTokenizer:
+    eos_token_id = EOS
+
+    def __call__(self, text):
+        return type("Encoding", (), {"input_ids": [ord(c) for c in text]})()
+
+
+class RecordingPrompts:
+    def text(self, example, *, hint):
+        return f"[{'HINT ' if hint else ''}{example.question}]"
+
+
+def test_m_step_sequences_use_the_unhinted_prompt_and_end_finished_rationales_with_eos():
+    hinted = Rationale(TRAIN[0], Completion("because", (5, 6), finished=True), "A", True, hinted=True)
+    cut_off = Rationale(TRAIN[1], Completion("and so", (7, 8, 9), finished=False), "A", True, hinted=False, weight=-0.5)
+    already_ended = Rationale(TRAIN[2], Completion("ok", (4, EOS), finished=True), "A", True, hinted=True)
+    sequences = training_sequences([hinted, cut_off, already_ended], RecordingPrompts(), CharTokenizer())
+    assert bytes(sequences[0].prompt_ids).decode() == "[question 0]"
+    assert sequences[0].completion_ids == (5, 6, EOS)
+    assert sequences[1].completion_ids == (7, 8, 9)
+    assert sequences[1].weight == -0.5
+    assert sequences[2].completion_ids == (4, EOS)
