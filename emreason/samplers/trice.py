@@ -124,9 +124,8 @@ class TRICESampler(Sampler):
     def e_step(self, examples: list[Example]) -> EStepResult:
         new = list({ex.id: ex for ex in examples if ex.id not in self.seen}.values())
         initial = self._initialise(new)
-        proposals = [tries[0] for tries in self.proposer.propose(
-            examples, hint=False, n=1, temperature=self.config.temperature
-        )]
+        tries = self.proposer.propose(examples, hint=False, n=1, temperature=self.config.temperature)
+        proposals = [proposal for (proposal,) in tries]
         current = [self._accept(proposal) for proposal in proposals]
 
         valid = torch.tensor([float(r is not None) for r in current])
@@ -139,6 +138,7 @@ class TRICESampler(Sampler):
         else:
             weights = full_weights(signed, valid)
 
+        # A None in `current` (no memory rationale) has c' = 0, so weight 0, and is left out.
         items = current + proposals
         sequences = [replace(r, weight=float(w)) for r, w in zip(items, weights) if w != 0]
         return EStepResult(
