@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
+from emreason import checkpoint
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
@@ -47,19 +48,28 @@ def run_em(job: Job, tracker: Tracker) -> None:
     torch.manual_seed(job.seed)
     benchmark = load_benchmark(job.dataset, job.seed)
     log.info("%s: %d training and %d test questions", benchmark.name, len(benchmark.train), len(benchmark.test))
-    model_dir = resolve_model(job.model)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    base_model_dir = resolve_model(job.model)
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     prompts = ChatPrompts(tokenizer, job.dataset.prompts)
-    trainer = MStepTrainer(model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
+    found = checkpoint.latest(job.run_dir)
+    resumed = checkpoint.load(found) if found else None
+    model_dir = resumed.model_dir if resumed else base_model_dir
+    trainer = MStepTrainer(model_dir, base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
     max_new_tokens = job.generator.max_new_tokens
     generator = VLLMGenerator(model_dir, job.generator, job.seed)
     try:
         sampler = build_sampler(job.sampler, Proposer(generator, prompts, max_new_tokens))
+        if resumed:
+            log.info("Resuming after EM iteration %d from %s", resumed.iteration, found)
+            trainer.load_state(resumed.optimizer_state, resumed.trainer_rng_state)
+            sampler.load_state_dict(resumed.sampler_state)
+            tracker.forget_after(resumed.iteration)
+        else:
+            baseline, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
+            tracker.log_iteration({"iteration": 0, **test_metrics(baseline), "eval_s": eval_s})
+            save_checkpoint(job.run_dir, 0, trainer, sampler, tokenizer)
 
-        baseline, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
-        tracker.log_iteration({"iteration": 0, **test_metrics(baseline), "eval_s": eval_s})
-
-        for iteration in range(1, job.iterations + 1):
+        for iteration in range((resumed.iteration if resumed else 0) + 1, job.iterations + 1):
             questions = questions_for_iteration(benchmark.train, iteration, job.questions_per_iteration, job.seed)
             e_step, e_step_s = timed(sampler.e_step, questions)
             tracker.log_rationales(iteration, e_step.proposals)
@@ -70,10 +80,13 @@ def run_em(job: Job, tracker: Tracker) -> None:
                     trainer.restart_from_base()
                 sequences = training_sequences(e_step.accepted, prompts, tokenizer)
                 _, m_step_s = timed(trainer.m_step, sequences)
-                weights_dir = job.run_dir / "weights"
-                _, sync_s = timed(sync_weights, trainer, generator, weights_dir)
             else:
                 log.warning("Iteration %d: the E-step accepted no rationale; skipping the M-step.", iteration)
+            staging = checkpoint.staging_dir(job.run_dir)
+            trainer.save_weights(staging / "model")
+            tokenizer.save_pretrained(staging / "model")
+            if e_step.accepted:
+                _, sync_s = timed(generator.load_weights, staging / "model")
 
             result, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
             tracker.log_iteration({
@@ -91,8 +104,29 @@ def run_em(job: Job, tracker: Tracker) -> None:
                 "eval_s": eval_s,
                 **e_step.metrics,
             })
+            commit_checkpoint(job.run_dir, staging, iteration, trainer, sampler)
     finally:
         generator.close()
+
+
+def save_checkpoint(run_dir: Path, iteration: int, trainer: MStepTrainer, sampler, tokenizer) -> None:
+    staging = checkpoint.staging_dir(run_dir)
+    trainer.save_weights(staging / "model")
+    tokenizer.save_pretrained(staging / "model")
+    commit_checkpoint(run_dir, staging, iteration, trainer, sampler)
+
+
+def commit_checkpoint(run_dir: Path, staging: Path, iteration: int, trainer: MStepTrainer, sampler) -> None:
+    """Written after the iteration's metrics row: a resume redoes the iterations after the
+    last committed one and drops their rows, so no row is lost or doubled."""
+    checkpoint.commit(
+        run_dir,
+        staging,
+        iteration=iteration,
+        optimizer=trainer.optimizer,
+        sampler_state=sampler.state_dict(),
+        trainer_rng_state=trainer.rng.getstate(),
+    )
 
 
 def questions_for_iteration(train: list[Example], iteration: int, size: int, seed: int) -> list[Example]:
@@ -119,11 +153,6 @@ def training_sequences(accepted: list[Rationale], prompts: ChatPrompts, tokenize
             completion_ids += (tokenizer.eos_token_id,)
         sequences.append(TrainingSequence(tuple(prompt_ids), completion_ids, rationale.weight))
     return sequences
-
-
-def sync_weights(trainer: MStepTrainer, generator: VLLMGenerator, weights_dir: Path) -> None:
-    trainer.save_weights(weights_dir)
-    generator.load_weights(weights_dir)
 
 
 def test_metrics(result) -> dict:

@@ -1,5 +1,6 @@
 """Where results go: metrics.jsonl in the run directory, a printed table, and Weights & Biases."""
 
+import hashlib
 import json
 import logging
 import os
@@ -96,7 +97,18 @@ class Tracker:
                 config=resolved_config,
                 dir=str(run_dir),
                 mode=mode.value,
+                # One W&B run per run directory: a resumed job continues its run.
+                id=hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16],
+                resume="allow",
             )
+
+    def forget_after(self, iteration: int) -> None:
+        """Drop the metrics rows of iterations a resumed job is about to redo."""
+        if not self.metrics_path.exists():
+            return
+        rows = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        kept = [line for line in rows if json.loads(line)["iteration"] <= iteration]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def log_iteration(self, row: dict) -> None:
         with self.metrics_path.open("a") as file:

@@ -60,7 +60,9 @@ def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir):
     engine = VLLMGenerator(default_model_dir, config, seed=0)
     try:
         before = engine.generate([prompt], **greedy)[0][0].text
-        trainer = MStepTrainer(default_model_dir, OptimizerConfig(lr=1e-4, epochs=3, batch_size=2), tokenizer.pad_token_id, seed=0)
+        trainer = MStepTrainer(
+            default_model_dir, default_model_dir, OptimizerConfig(lr=1e-4, epochs=3, batch_size=2), tokenizer.pad_token_id, seed=0
+        )
         stats = trainer.m_step([sequence, sequence])
         assert stats.optimizer_steps == 3
         trainer.save_weights(tmp_path / "weights")
@@ -76,3 +78,21 @@ def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir):
         assert fresh.generate([prompt], **greedy)[0][0].text == after
     finally:
         fresh.close()
+
+
+def test_rerunning_in_the_same_directory_resumes_after_the_last_checkpoint(tmp_path):
+    common = ["experiment=tiny", "sampler=pps", "logger.mode=disabled", f"hydra.run.dir={tmp_path}"]
+    first = run_emreason(*common)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert [row["iteration"] for row in read_metrics(tmp_path)] == [0, 1]
+    assert (tmp_path / "checkpoint" / "COMPLETE").exists()
+    # A row logged by an iteration whose checkpoint never completed (killed in between).
+    with (tmp_path / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps({"iteration": 2, "test_accuracy": 0.99}) + "\n")
+
+    resumed = run_emreason(*common, "em.iterations=2")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "Resuming after EM iteration 1" in resumed.stderr + resumed.stdout
+    rows = read_metrics(tmp_path)
+    assert [row["iteration"] for row in rows] == [0, 1, 2]
+    assert rows[2]["test_accuracy"] != 0.99 and "e_step_s" in rows[2]

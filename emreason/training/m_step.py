@@ -43,8 +43,8 @@ class MStepStats:
 class MStepTrainer:
     """Holds the policy being learned and its optimizer for the whole job."""
 
-    def __init__(self, model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int):
-        self.model_dir = model_dir
+    def __init__(self, model_dir: Path, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int):
+        self.base_model_dir = base_model_dir
         self.config = config
         self.pad_id = pad_id
         self.rng = random.Random(seed)
@@ -58,9 +58,14 @@ class MStepTrainer:
 
     def restart_from_base(self) -> None:
         """Back to the base model and a fresh optimizer (the original STaR's outer loop)."""
-        base = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=getattr(torch, self.config.dtype))
+        base = AutoModelForCausalLM.from_pretrained(self.base_model_dir, dtype=getattr(torch, self.config.dtype))
         self.model.load_state_dict(base.state_dict())
         self.optimizer = self._new_optimizer()
+
+    def load_state(self, optimizer_state: dict, rng_state: object) -> None:
+        """Continue a checkpointed job: its optimizer moments and its batch order."""
+        self.optimizer.load_state_dict(optimizer_state)
+        self.rng.setstate(rng_state)
 
     def batches(self, sequences: list[TrainingSequence]) -> list[list[TrainingSequence]]:
         """Optimizer steps of similar-length sequences (little padding), in random order."""
