@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import TINY_SWEEP_SAMPLERS
+from conftest import TINY_SWEEP_SAMPLERS, run_emreason
 
 pytestmark = pytest.mark.slow
 
