@@ -16,11 +16,11 @@ from emreason import checkpoint
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
-from emreason.evaluation import evaluate
+from emreason.evaluation import Evaluation, evaluate
 from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
 from emreason.model_store import ModelConfig, resolve_model
 from emreason.samplers import Proposer, SamplerConfig, build_sampler
-from emreason.samplers.base import Rationale
+from emreason.samplers.base import EStepResult, Rationale
 from emreason.tracking import Tracker
 from emreason.training.loss import TrainingSequence
 from emreason.training.m_step import MStepTrainer, OptimizerConfig
@@ -89,24 +89,28 @@ def run_em(job: Job, tracker: Tracker) -> None:
                 _, sync_s = timed(generator.load_weights, staging / "model")
 
             result, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
-            tracker.log_iteration({
-                "iteration": iteration,
-                **test_metrics(result),
-                "acceptance_rate": e_step.acceptance_rate,
-                "rationales_kept": len(e_step.accepted),
-                "questions_with_rationale": len({r.example.id for r in e_step.accepted}) / len(questions),
-                "mean_rationale_tokens": mean([len(r.completion.token_ids) for r in e_step.accepted]),
-                "tokens_generated": e_step.tokens_generated,
-                "tokens_per_accepted_rationale": e_step.tokens_generated / max(len(e_step.accepted), 1),
-                "e_step_s": e_step_s,
-                "m_step_s": m_step_s,
-                "sync_s": sync_s,
-                "eval_s": eval_s,
-                **e_step.metrics,
-            })
+            timings = {"e_step_s": e_step_s, "m_step_s": m_step_s, "sync_s": sync_s, "eval_s": eval_s}
+            tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings))
             commit_checkpoint(job.run_dir, staging, iteration, trainer, sampler)
     finally:
         generator.close()
+
+
+def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepResult, result: Evaluation, timings: dict) -> dict:
+    # Rationales learned from; TRICE's negatively weighted proposals are not among them.
+    kept = [r for r in e_step.accepted if r.weight > 0]
+    return {
+        "iteration": iteration,
+        **test_metrics(result),
+        "acceptance_rate": e_step.acceptance_rate,
+        "rationales_kept": len(kept),
+        "questions_with_rationale": len({r.example.id for r in kept}) / len(questions),
+        "mean_rationale_tokens": mean([len(r.completion.token_ids) for r in kept]),
+        "tokens_generated": e_step.tokens_generated,
+        "tokens_per_accepted_rationale": e_step.tokens_generated / max(len(kept), 1),
+        **timings,
+        **e_step.metrics,
+    }
 
 
 def save_checkpoint(run_dir: Path, iteration: int, trainer: MStepTrainer, sampler, tokenizer) -> None:
@@ -155,7 +159,7 @@ def training_sequences(accepted: list[Rationale], prompts: ChatPrompts, tokenize
     return sequences
 
 
-def test_metrics(result) -> dict:
+def test_metrics(result: Evaluation) -> dict:
     return {
         "test_accuracy": result.accuracy,
         "test_unparseable_rate": result.unparseable_rate,
