@@ -36,7 +36,7 @@ test: install
 	$(VENV)/bin/pytest -ra
 
 bench: install
-	$(VENV)/bin/python -m benchmarks.run
+	$(VENV)/bin/python -m benchmarks.trice_variance
 
 clean:
 	rm -rf $(VENV) outputs multirun
