@@ -137,11 +137,9 @@ def runs_from_wandb(api, path: str, group: str) -> list[Run]:
 
 def create_workspace(entity: str, project: str, group: str) -> str:
     """A W&B workspace showing the group's runs grouped by sampler (the runs' job type)."""
-    try:
-        import wandb_workspaces.reports.v2 as wr
-        import wandb_workspaces.workspaces as ws
-    except ImportError:
-        raise ReportError("--workspace needs the wandb-workspaces package: pip install wandb-workspaces") from None
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
     workspace = ws.Workspace(
         entity=entity,
         project=project,
