@@ -44,3 +44,15 @@ def test_an_offline_hub_model_fails_with_a_clear_message(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailableError, match="model.path="):
         resolve_model(ModelConfig(name="Qwen", path="Qwen/Qwen2.5-3B-Instruct"))
+
+
+def test_a_failing_job_does_not_stop_the_rest_of_a_sweep(tmp_path):
+    """Both jobs fail at data loading (no model loads); the second still runs after the first."""
+    result = run_emreason(
+        "-m", "dataset.local_path=/missing/first,/missing/second", "dataset.hub_id=null",
+        "logger.mode=disabled", f"hydra.sweep.dir={tmp_path}", timeout=300,
+    )
+    assert result.returncode != 0
+    for job, path in [(0, "/missing/first"), (1, "/missing/second")]:
+        assert (tmp_path / str(job) / ".hydra" / "overrides.yaml").read_text().count(path) == 1
+    assert "/missing/first" in result.stderr
