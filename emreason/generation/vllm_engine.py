@@ -6,6 +6,7 @@ for a small model) instead of a restart (30-90 s on a CPU).
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def _prepare_cpu_environment(config: GeneratorConfig) -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{os.cpu_count() - 1}")
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     # Intel's OpenMP runtime ships with vllm-cpu and speeds up its kernels when preloaded.
-    iomp = Path(os.sys.prefix) / "lib" / "libiomp5.so"
+    iomp = Path(sys.prefix) / "lib" / "libiomp5.so"
     if iomp.exists() and "libiomp5" not in os.environ.get("LD_PRELOAD", ""):
         os.environ["LD_PRELOAD"] = ":".join(filter(None, [os.environ.get("LD_PRELOAD"), str(iomp)]))
 
