@@ -82,9 +82,7 @@ def run_em(job: Job, tracker: Tracker) -> None:
                 _, m_step_s = timed(trainer.m_step, sequences)
             else:
                 log.warning("Iteration %d: the E-step accepted no rationale; skipping the M-step.", iteration)
-            staging = checkpoint.staging_dir(job.run_dir)
-            trainer.save_weights(staging / "model")
-            tokenizer.save_pretrained(staging / "model")
+            staging = stage_weights(job.run_dir, trainer, tokenizer)
             if e_step.accepted:
                 _, sync_s = timed(generator.load_weights, staging / "model")
 
@@ -113,11 +111,16 @@ def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepRes
     }
 
 
-def save_checkpoint(run_dir: Path, iteration: int, trainer: MStepTrainer, sampler, tokenizer) -> None:
+def stage_weights(run_dir: Path, trainer: MStepTrainer, tokenizer) -> Path:
+    """The next checkpoint's folder, holding the policy's weights (what the engine loads)."""
     staging = checkpoint.staging_dir(run_dir)
     trainer.save_weights(staging / "model")
     tokenizer.save_pretrained(staging / "model")
-    commit_checkpoint(run_dir, staging, iteration, trainer, sampler)
+    return staging
+
+
+def save_checkpoint(run_dir: Path, iteration: int, trainer: MStepTrainer, sampler, tokenizer) -> None:
+    commit_checkpoint(run_dir, stage_weights(run_dir, trainer, tokenizer), iteration, trainer, sampler)
 
 
 def commit_checkpoint(run_dir: Path, staging: Path, iteration: int, trainer: MStepTrainer, sampler) -> None:
