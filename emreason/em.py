@@ -140,12 +140,14 @@ def questions_for_iteration(train: list[Example], iteration: int, size: int, see
     """The iteration's slice of a seeded walk through the training set (reshuffled each pass).
     A function of the iteration number alone, so a resumed job sees the same questions."""
     start = (iteration - 1) * size
+    orders: dict[int, list[int]] = {}
     chosen = []
     for position in range(start, start + min(size, len(train))):
         data_pass, index = divmod(position, len(train))
-        order = list(range(len(train)))
-        random.Random(f"{seed}-{data_pass}").shuffle(order)
-        chosen.append(train[order[index]])
+        if data_pass not in orders:
+            orders[data_pass] = list(range(len(train)))
+            random.Random(f"{seed}-{data_pass}").shuffle(orders[data_pass])
+        chosen.append(train[orders[data_pass][index]])
     return chosen
 
 
