@@ -1,8 +1,8 @@
 """A checkpoint after every EM iteration: everything the next iteration needs.
 
 Layout of <run dir>/checkpoint/: model/ (the policy's weights and tokenizer, also what the
-vLLM engine loads), optimizer.pt, sampler.json (e.g. TRICE's memory) and state.json (the
-iteration and the RNG states). It is written into a staging folder, marked complete,
+vLLM engine loads), the trainer's state (optimizer.pt, trainer_rng.json), sampler.json (e.g.
+TRICE's memory) and state.json (the iteration and the global RNG states). It is written into a staging folder, marked complete,
 then swapped in by renames, so a crash at any point leaves either the previous checkpoint or the
 new one, never a half-written folder that a resume would trust.
 """
@@ -25,10 +25,8 @@ COMPLETE = "COMPLETE"
 class Resumed:
     # The last EM iteration the checkpoint completed.
     iteration: int
-    model_dir: Path
-    optimizer_state: dict
+    folder: Path
     sampler_state: dict
-    trainer_rng_state: object
 
 
 def staging_dir(run_dir: Path) -> Path:
@@ -44,17 +42,14 @@ def commit(
     staging: Path,
     *,
     iteration: int,
-    optimizer: torch.optim.Optimizer,
     sampler_state: dict,
-    trainer_rng_state: object,
 ) -> None:
-    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    """Complete the staging folder (the trainer's files are already in it) and swap it in."""
     (staging / "sampler.json").write_text(json.dumps(sampler_state))
     state = {
         "iteration": iteration,
         "python_rng": _jsonable(random.getstate()),
         "torch_rng": torch.get_rng_state().tolist(),
-        "trainer_rng": _jsonable(trainer_rng_state),
     }
     (staging / "state.json").write_text(json.dumps(state))
     (staging / COMPLETE).touch()
@@ -80,10 +75,8 @@ def load(checkpoint: Path) -> Resumed:
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     return Resumed(
         iteration=state["iteration"],
-        model_dir=checkpoint / "model",
-        optimizer_state=torch.load(checkpoint / "optimizer.pt", weights_only=True),
+        folder=checkpoint,
         sampler_state=json.loads((checkpoint / "sampler.json").read_text()),
-        trainer_rng_state=_tuples(state["trainer_rng"]),
     )
 
 

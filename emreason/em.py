@@ -53,15 +53,15 @@ def run_em(job: Job, tracker: Tracker) -> None:
     prompts = ChatPrompts(tokenizer, job.dataset.prompts)
     found = checkpoint.latest(job.run_dir)
     resumed = checkpoint.load(found) if found else None
-    model_dir = resumed.model_dir if resumed else base_model_dir
-    trainer = MStepTrainer(model_dir, base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
+    model_dir = resumed.folder / "model" if resumed else base_model_dir
+    trainer = MStepTrainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
     max_new_tokens = job.generator.max_new_tokens
     generator = VLLMGenerator(model_dir, job.generator, job.seed)
     try:
         sampler = build_sampler(job.sampler, Proposer(generator, prompts, max_new_tokens))
         if resumed:
             log.info("Resuming after EM iteration %d from %s", resumed.iteration, found)
-            trainer.load_state(resumed.optimizer_state, resumed.trainer_rng_state)
+            trainer.load_checkpoint(resumed.folder)
             sampler.load_state_dict(resumed.sampler_state)
             tracker.forget_after(resumed.iteration)
         else:
@@ -126,14 +126,8 @@ def save_checkpoint(run_dir: Path, iteration: int, trainer: MStepTrainer, sample
 def commit_checkpoint(run_dir: Path, staging: Path, iteration: int, trainer: MStepTrainer, sampler) -> None:
     """Written after the iteration's metrics row: a resume redoes the iterations after the
     last committed one and drops their rows, so no row is lost or doubled."""
-    checkpoint.commit(
-        run_dir,
-        staging,
-        iteration=iteration,
-        optimizer=trainer.optimizer,
-        sampler_state=sampler.state_dict(),
-        trainer_rng_state=trainer.rng.getstate(),
-    )
+    trainer.save_training_state(staging)
+    checkpoint.commit(run_dir, staging, iteration=iteration, sampler_state=sampler.state_dict())
 
 
 def questions_for_iteration(train: list[Example], iteration: int, size: int, seed: int) -> list[Example]:

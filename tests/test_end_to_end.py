@@ -61,7 +61,7 @@ def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir):
     try:
         before = engine.generate([prompt], **greedy)[0][0].text
         trainer = MStepTrainer(
-            default_model_dir, default_model_dir, OptimizerConfig(lr=1e-4, epochs=3, batch_size=2), tokenizer.pad_token_id, seed=0
+            default_model_dir, OptimizerConfig(lr=1e-4, epochs=3, batch_size=2), tokenizer.pad_token_id, seed=0
         )
         stats = trainer.m_step([sequence, sequence])
         assert stats.optimizer_steps == 3

@@ -1,6 +1,6 @@
 """The M-step: a few optimizer steps of the policy on the E-step's weighted sequences."""
 
-import logging
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +10,6 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
 from emreason.training.loss import TrainingSequence, collate, weighted_nll
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,12 +41,12 @@ class MStepStats:
 class MStepTrainer:
     """Holds the policy being learned and its optimizer for the whole job."""
 
-    def __init__(self, model_dir: Path, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int):
+    def __init__(self, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int):
         self.base_model_dir = base_model_dir
         self.config = config
         self.pad_id = pad_id
         self.rng = random.Random(seed)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, config.dtype))
+        self.model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=getattr(torch, config.dtype))
         self.optimizer = self._new_optimizer()
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
@@ -62,10 +60,19 @@ class MStepTrainer:
         self.model.load_state_dict(base.state_dict())
         self.optimizer = self._new_optimizer()
 
-    def load_state(self, optimizer_state: dict, rng_state: object) -> None:
-        """Continue a checkpointed job: its optimizer moments and its batch order."""
-        self.optimizer.load_state_dict(optimizer_state)
-        self.rng.setstate(rng_state)
+    def save_training_state(self, folder: Path) -> None:
+        """What a resumed job needs beside the weights (save_weights into folder/model) to
+        train on exactly as this one would: the optimizer moments and the batch order."""
+        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+        (folder / "trainer_rng.json").write_text(json.dumps(self.rng.getstate()))
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Continue from folder/model and what save_training_state wrote into folder."""
+        trained = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=getattr(torch, self.config.dtype))
+        self.model.load_state_dict(trained.state_dict())
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        version, state, gauss = json.loads((folder / "trainer_rng.json").read_text())
+        self.rng.setstate((version, tuple(state), gauss))
 
     def batches(self, sequences: list[TrainingSequence]) -> list[list[TrainingSequence]]:
         """Optimizer steps of similar-length sequences (little padding), in random order."""
