@@ -2,7 +2,9 @@
 
 Layout of <run dir>/checkpoint/: model/ (the policy's weights and tokenizer, also what the
 vLLM engine loads), the trainer's state (optimizer.pt, trainer_rng.json), sampler.json (e.g.
-TRICE's memory) and state.json (the iteration and the global RNG states). It is written into a staging folder, marked complete,
+TRICE's memory), metrics.jsonl (the rows logged so far), config.yaml (the resolved config),
+overrides.json (the command-line overrides it was composed from) and state.json (the
+iteration and the global RNG states). It is written into a staging folder, marked complete,
 then swapped in by renames, so a crash at any point leaves either the previous checkpoint or the
 new one, never a half-written folder that a resume would trust.
 """
@@ -10,15 +12,42 @@ new one, never a half-written folder that a resume would trust.
 import json
 import random
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
+
+from emreason.tracking import METRICS_FILE
 
 CHECKPOINT = "checkpoint"
 STAGING = "checkpoint.staging"
 PREVIOUS = "checkpoint.previous"
 COMPLETE = "COMPLETE"
+OVERRIDES = "overrides.json"
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (typically a full disk); the previous one is still trusted."""
+
+    def __init__(self, run_dir: Path, cause: OSError):
+        found = latest(run_dir)
+        kept = (
+            f"The previous checkpoint {found} (EM iteration {load(found).iteration}) is intact"
+            if found
+            else "No earlier checkpoint exists"
+        )
+        super().__init__(
+            cause.errno,
+            f"Could not write the checkpoint into {run_dir / STAGING}: {cause.strerror or cause}. "
+            f"{kept}; the unfinished one was removed. Free space on that disk, then rerun the same "
+            f"command in the same run directory, or `emreason resume={run_dir}`, to continue.",
+        )
+
+
+class NothingToResumeError(ValueError):
+    """`resume=DIR` names a folder without a complete checkpoint."""
 
 
 @dataclass
@@ -27,6 +56,11 @@ class Resumed:
     iteration: int
     folder: Path
     sampler_state: dict
+    # Command-line overrides of the job that wrote it; `resume=DIR` composes them again.
+    overrides: list[str]
+    # random.getstate() and torch.get_rng_state() when it was written.
+    python_rng: tuple
+    torch_rng: torch.Tensor
 
 
 def staging_dir(run_dir: Path) -> Path:
@@ -37,15 +71,32 @@ def staging_dir(run_dir: Path) -> Path:
     return staging
 
 
+@contextmanager
+def writing(run_dir: Path):
+    """Turns a failed write into the staging folder (ENOSPC, a quota) into a
+    CheckpointWriteError that says how to resume, and frees the half-written folder."""
+    try:
+        yield
+    except OSError as error:
+        shutil.rmtree(run_dir / STAGING, ignore_errors=True)
+        raise CheckpointWriteError(run_dir, error) from error
+
+
 def commit(
     run_dir: Path,
     staging: Path,
     *,
     iteration: int,
     sampler_state: dict,
+    config: dict,
+    overrides: list[str],
 ) -> None:
     """Complete the staging folder (the trainer's files are already in it) and swap it in."""
     (staging / "sampler.json").write_text(json.dumps(sampler_state))
+    metrics = run_dir / METRICS_FILE
+    (staging / METRICS_FILE).write_text(metrics.read_text() if metrics.exists() else "")
+    (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (staging / OVERRIDES).write_text(json.dumps(overrides))
     state = {
         "iteration": iteration,
         "python_rng": _jsonable(random.getstate()),
@@ -69,15 +120,37 @@ def latest(run_dir: Path) -> Path | None:
     return None
 
 
+def to_resume(run_dir: Path) -> Path:
+    """The checkpoint `resume=run_dir` continues from."""
+    found = latest(run_dir)
+    if found is None:
+        raise NothingToResumeError(
+            f"resume={run_dir}: no complete checkpoint in that folder (no {run_dir / CHECKPOINT / COMPLETE}). "
+            "Pass the run directory of an earlier job, the folder that holds its metrics.jsonl and checkpoint/."
+        )
+    return found
+
+
 def load(checkpoint: Path) -> Resumed:
     state = json.loads((checkpoint / "state.json").read_text())
-    random.setstate(_tuples(state["python_rng"]))
-    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     return Resumed(
         iteration=state["iteration"],
         folder=checkpoint,
         sampler_state=json.loads((checkpoint / "sampler.json").read_text()),
+        overrides=json.loads((checkpoint / OVERRIDES).read_text()),
+        python_rng=_tuples(state["python_rng"]),
+        torch_rng=torch.tensor(state["torch_rng"], dtype=torch.uint8),
     )
+
+
+def restore(resumed: Resumed, run_dir: Path) -> None:
+    """Continue exactly where the checkpoint was written: its RNG states, and its metrics rows
+    in place of the run directory's (which may hold rows of iterations about to be redone)."""
+    random.setstate(resumed.python_rng)
+    torch.set_rng_state(resumed.torch_rng)
+    rewritten = run_dir / f"{METRICS_FILE}.restoring"
+    shutil.copyfile(resumed.folder / METRICS_FILE, rewritten)
+    rewritten.replace(run_dir / METRICS_FILE)
 
 
 def _jsonable(value):

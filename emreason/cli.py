@@ -6,10 +6,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emreason.config import register_configs
+from emreason import checkpoint
+from emreason.config import check_ranges, register_configs
 from emreason.data.config import as_dataset_config
 from emreason.em import Job, run_em
 from emreason.tracking import Tracker
@@ -22,7 +24,24 @@ register_configs()
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def build_job(cfg: DictConfig, run_dir: Path) -> Job:
+def run_dir_of(resume: str | None, fresh_dir: str) -> str:
+    """hydra.run.dir: the folder being resumed, else a new one. A folder with nothing to
+    resume stops the command here, before Hydra creates anything in it (as a plain message:
+    Hydra cannot format errors raised while it resolves its own run directory)."""
+    if resume is None:
+        return fresh_dir
+    try:
+        checkpoint.to_resume(Path(resume))
+    except checkpoint.NothingToResumeError as error:
+        raise SystemExit(f"Error: {error}") from error
+    return resume
+
+
+OmegaConf.register_new_resolver("emreason.run_dir", run_dir_of)
+
+
+def build_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Job:
+    check_ranges(cfg)
     return Job(
         dataset=as_dataset_config(cfg.dataset),
         model=OmegaConf.to_object(cfg.model),
@@ -33,7 +52,30 @@ def build_job(cfg: DictConfig, run_dir: Path) -> Job:
         questions_per_iteration=cfg.em.questions_per_iteration,
         seed=cfg.seed,
         run_dir=run_dir,
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        overrides=overrides,
     )
+
+
+def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
+    """The saved job's overrides with the new ones applied on top (a new value for a key
+    replaces the saved one); `resume=` itself is not part of a job's config."""
+    merged = {}
+    for override in OverridesParser.create().parse_overrides(saved + new):
+        key = (override.key_or_group, override.package)
+        merged.pop(key, None)
+        merged[key] = override.input_line
+    merged.pop(("resume", None), None)
+    return list(merged.values())
+
+
+def config_to_resume(resume_dir: Path, new_overrides: list[str]) -> tuple[DictConfig, list[str]]:
+    """The config of the job that wrote resume_dir's checkpoint, composed again from its
+    overrides plus this command line's (`emreason resume=DIR em.iterations=4` extends a run)."""
+    saved = checkpoint.load(checkpoint.to_resume(resume_dir)).overrides
+    overrides = merge_overrides(saved, new_overrides)
+    log.info("Resuming %s with overrides %s", resume_dir, overrides)
+    return hydra.compose(config_name="config", overrides=overrides), overrides
 
 
 def exit_on_sigterm(signum, frame) -> None:
@@ -54,11 +96,14 @@ def main(cfg: DictConfig) -> None:
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
-    job = build_job(cfg, run_dir)
+    overrides = list(hydra_config.overrides.task)
+    if cfg.resume is not None:
+        cfg, overrides = config_to_resume(Path(cfg.resume), overrides)
+    job = build_job(cfg, run_dir, overrides)
     tracker = Tracker(
         run_dir,
         OmegaConf.to_object(cfg.logger),
-        OmegaConf.to_container(cfg, resolve=True),
+        job.config,
         group=sweep_group(hydra_config),
         tags=[f"sampler:{job.sampler.name}", f"dataset:{job.dataset.name}", f"model:{job.model.name}"],
         job_type=job.sampler.name,

@@ -1,11 +1,13 @@
 """The structured config of a job. Hydra checks every YAML file in conf/ against these
-dataclasses, so a wrong key or value fails before any model loads, naming the key."""
+dataclasses, so a wrong key or value fails before any model loads, naming the key; then
+`check_ranges` checks the numbers types cannot (a learning rate of 0, no iterations)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from emreason.data.config import DatasetConfig
 from emreason.generation.vllm_engine import GeneratorConfig
@@ -38,6 +40,9 @@ class Config:
     seed: int = 0
     # Folder holding local copies of the benchmarks (dataset configs read ${data_dir}/...).
     data_dir: str = "${oc.env:EMREASON_DATA_DIR,../shared/data}"
+    # A run directory to continue after its last checkpoint, with the config it was run with
+    # (see emreason/cli.py); null starts a new run.
+    resume: str | None = None
 
 
 def register_configs() -> None:
@@ -50,3 +55,62 @@ def register_configs() -> None:
     store.store(group="logger", name="base_logger", node=LoggerConfig)
     for sampler_config in SAMPLERS:
         store.store(group="sampler", name=f"base_{sampler_config.name}", node=sampler_config)
+
+
+class ConfigRangeError(ValueError):
+    """Config values outside their allowed range; the message names each key, value and range."""
+
+
+def at_least(low: float) -> tuple[Callable[[float], bool], str]:
+    return (lambda value: value >= low), f">= {low}"
+
+
+def above(low: float) -> tuple[Callable[[float], bool], str]:
+    return (lambda value: value > low), f"> {low}"
+
+
+# Config key -> (test, what is allowed). A key the chosen config lacks (sampler.budget outside
+# sampler=rs) and a null value (dataset.test_size=null: all) are not checked.
+RANGES = {
+    "em.iterations": at_least(1),
+    "em.questions_per_iteration": at_least(1),
+    "dataset.train_size": at_least(1),
+    "dataset.test_size": at_least(1),
+    "sampler.temperature": at_least(0),
+    "sampler.budget": at_least(1),
+    "sampler.samples_per_question": at_least(1),
+    "sampler.rationalization_samples": at_least(1),
+    "sampler.init_samples": at_least(1),
+    "sampler.subsample_size": at_least(1),
+    "optimizer.lr": above(0),
+    "optimizer.weight_decay": at_least(0),
+    "optimizer.epochs": at_least(1),
+    "optimizer.batch_size": at_least(1),
+    "optimizer.micro_batch_size": at_least(1),
+    "optimizer.max_grad_norm": at_least(0),
+    "optimizer.processes": at_least(1),
+    "optimizer.lora.rank": at_least(1),
+    "generator.max_model_len": at_least(2),
+    "generator.max_new_tokens": at_least(1),
+    "generator.gpu_memory_utilization": ((lambda value: 0 < value <= 1), "> 0 and <= 1"),
+    "generator.cpu_kv_cache_gib": at_least(1),
+    "generator.tensor_parallel_size": at_least(1),
+    "logger.rationale_table_questions": at_least(0),
+}
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Raise ConfigRangeError listing every value of cfg outside its range."""
+    problems = []
+    for key, (allowed, allowed_text) in RANGES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not allowed(value):
+            problems.append(f"{key}={value} is out of range: allowed {allowed_text}")
+    max_new_tokens, max_model_len = cfg.generator.max_new_tokens, cfg.generator.max_model_len
+    if max_new_tokens >= max_model_len:
+        problems.append(
+            f"generator.max_new_tokens={max_new_tokens} is out of range: allowed < "
+            f"generator.max_model_len={max_model_len}, leaving room for the prompt"
+        )
+    if problems:
+        raise ConfigRangeError("; ".join(problems))

@@ -41,6 +41,10 @@ class Job:
     questions_per_iteration: int
     seed: int
     run_dir: Path
+    # The resolved config and the command-line overrides it was composed from; every
+    # checkpoint keeps them, so `resume=DIR` composes the same job again.
+    config: dict
+    overrides: list[str]
 
 
 def run_em(job: Job, tracker: Tracker) -> None:
@@ -50,32 +54,38 @@ def run_em(job: Job, tracker: Tracker) -> None:
     log.info("%s: %d training and %d test questions", benchmark.name, len(benchmark.train), len(benchmark.test))
     base_model_dir = resolve_model(job.model)
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
-    prompts = ChatPrompts(tokenizer, job.dataset.prompts)
+    prompts = ChatPrompts(tokenizer, job.dataset.prompts, job.generator)
     found = checkpoint.latest(job.run_dir)
-    resumed = checkpoint.load(found) if found else None
-    model_dir = resumed.folder / "model" if resumed else base_model_dir
     trainer = MStepTrainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
     max_new_tokens = job.generator.max_new_tokens
-    generator = VLLMGenerator(model_dir, job.generator, job.seed)
+    generator = VLLMGenerator(found / "model" if found else base_model_dir, job.generator, job.seed)
     try:
         sampler = build_sampler(job.sampler, Proposer(generator, prompts, max_new_tokens))
-        if resumed:
+        if found:
+            resumed = checkpoint.load(found)
             log.info("Resuming after EM iteration %d from %s", resumed.iteration, found)
-            trainer.load_checkpoint(resumed.folder)
+            trainer.load_checkpoint(found)
             sampler.load_state_dict(resumed.sampler_state)
-            tracker.forget_after(resumed.iteration)
+            # Last: loading the models above must not draw from the restored RNG states.
+            checkpoint.restore(resumed, job.run_dir)
+            first_iteration = resumed.iteration + 1
         else:
+            start_phase("evaluation", 0, job, generator)
             baseline, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
             tracker.log_iteration({"iteration": 0, **test_metrics(baseline), "eval_s": eval_s})
-            save_checkpoint(job.run_dir, 0, trainer, sampler, tokenizer)
+            log.info("EM iteration 0: checkpoint")
+            commit_checkpoint(job, stage_weights(job.run_dir, trainer, tokenizer), 0, trainer, sampler)
+            first_iteration = 1
 
-        for iteration in range((resumed.iteration if resumed else 0) + 1, job.iterations + 1):
+        for iteration in range(first_iteration, job.iterations + 1):
             questions = questions_for_iteration(benchmark.train, iteration, job.questions_per_iteration, job.seed)
+            start_phase("E-step", iteration, job, generator)
             e_step, e_step_s = timed(sampler.e_step, questions)
             tracker.log_rationales(iteration, e_step.proposals)
 
             m_step_s = sync_s = 0.0
             if e_step.accepted:
+                log.info("EM iteration %d: M-step", iteration)
                 if getattr(job.sampler, "restart_from_base", False):
                     trainer.restart_from_base()
                 sequences = training_sequences(e_step.accepted, prompts, tokenizer)
@@ -84,14 +94,24 @@ def run_em(job: Job, tracker: Tracker) -> None:
                 log.warning("Iteration %d: the E-step accepted no rationale; skipping the M-step.", iteration)
             staging = stage_weights(job.run_dir, trainer, tokenizer)
             if e_step.accepted:
+                log.info("EM iteration %d: weight sync", iteration)
                 _, sync_s = timed(generator.load_weights, staging / "model")
 
+            start_phase("evaluation", iteration, job, generator)
             result, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
             timings = {"e_step_s": e_step_s, "m_step_s": m_step_s, "sync_s": sync_s, "eval_s": eval_s}
             tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings))
-            commit_checkpoint(job.run_dir, staging, iteration, trainer, sampler)
+            log.info("EM iteration %d: checkpoint", iteration)
+            commit_checkpoint(job, staging, iteration, trainer, sampler)
     finally:
         generator.close()
+
+
+def start_phase(phase: str, iteration: int, job: Job, generator: VLLMGenerator) -> None:
+    """Reseed the engine from (seed, iteration, phase): a job resumed after a restart samples
+    exactly the rationales an uninterrupted one would have (the engine's own stream would not)."""
+    log.info("EM iteration %d: %s", iteration, phase)
+    generator.reseed(random.Random(f"{job.seed}-{iteration}-{phase}").getrandbits(63))
 
 
 def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepResult, result: Evaluation, timings: dict) -> dict:
@@ -106,6 +126,9 @@ def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepRes
         "mean_rationale_tokens": mean([len(r.completion.token_ids) for r in kept]),
         "tokens_generated": e_step.tokens_generated,
         "tokens_per_accepted_rationale": e_step.tokens_generated / max(len(kept), 1),
+        "prompts_truncated": e_step.prompts_truncated,
+        # Questions with no proposal: every sampler proposes for each one whose prompt was not skipped.
+        "questions_skipped": len({q.id for q in questions} - {r.example.id for r in e_step.proposals}),
         **timings,
         **e_step.metrics,
     }
@@ -113,21 +136,26 @@ def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepRes
 
 def stage_weights(run_dir: Path, trainer: MStepTrainer, tokenizer) -> Path:
     """The next checkpoint's folder, holding the policy's weights (what the engine loads)."""
-    staging = checkpoint.staging_dir(run_dir)
-    trainer.save_weights(staging / "model")
-    tokenizer.save_pretrained(staging / "model")
+    with checkpoint.writing(run_dir):
+        staging = checkpoint.staging_dir(run_dir)
+        trainer.save_weights(staging / "model")
+        tokenizer.save_pretrained(staging / "model")
     return staging
 
 
-def save_checkpoint(run_dir: Path, iteration: int, trainer: MStepTrainer, sampler, tokenizer) -> None:
-    commit_checkpoint(run_dir, stage_weights(run_dir, trainer, tokenizer), iteration, trainer, sampler)
-
-
-def commit_checkpoint(run_dir: Path, staging: Path, iteration: int, trainer: MStepTrainer, sampler) -> None:
+def commit_checkpoint(job: Job, staging: Path, iteration: int, trainer: MStepTrainer, sampler) -> None:
     """Written after the iteration's metrics row: a resume redoes the iterations after the
     last committed one and drops their rows, so no row is lost or doubled."""
-    trainer.save_training_state(staging)
-    checkpoint.commit(run_dir, staging, iteration=iteration, sampler_state=sampler.state_dict())
+    with checkpoint.writing(job.run_dir):
+        trainer.save_training_state(staging)
+        checkpoint.commit(
+            job.run_dir,
+            staging,
+            iteration=iteration,
+            sampler_state=sampler.state_dict(),
+            config=job.config,
+            overrides=job.overrides,
+        )
 
 
 def questions_for_iteration(train: list[Example], iteration: int, size: int, seed: int) -> list[Example]:
@@ -163,6 +191,8 @@ def test_metrics(result: Evaluation) -> dict:
         "test_accuracy": result.accuracy,
         "test_unparseable_rate": result.unparseable_rate,
         "test_mean_tokens": result.mean_tokens,
+        "test_prompts_truncated": result.prompts_truncated,
+        "test_questions_skipped": result.questions_skipped,
     }
 
 

@@ -6,6 +6,7 @@ vLLM and the trainer load; later runs reuse it.
 """
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # Written last into a converted folder: a folder without it is half-written and not trusted.
 COMPLETE_MARKER = ".emreason-complete"
+# A model folder needs one of these for AutoTokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 class ModelSource(str, Enum):
@@ -48,24 +51,76 @@ class ModelNotAvailableError(RuntimeError):
 
 
 def resolve_model(config: ModelConfig) -> Path:
-    """A local Hugging Face folder with the model's weights, config and tokenizer."""
+    """A local Hugging Face folder with the model's weights, config and tokenizer, checked
+    before vLLM or transformers read it (their errors for a broken folder are cryptic)."""
     if config.source is ModelSource.embedded:
-        return _converted_embedded_model(config)
-    local = Path(config.path).expanduser()
-    if local.is_dir():
-        _check_model_folder(local, "model.path")
-        return local
-    return _downloaded(config.path)
+        folder = _converted_embedded_model(config)
+        fix = f"delete {folder} to convert the embedded model again"
+    else:
+        if config.path is None:
+            raise ModelNotAvailableError("model.source=pretrained needs model.path (a hub id or a local folder).")
+        local = Path(config.path).expanduser()
+        if not local.is_dir() and _looks_like_a_folder(config.path):
+            raise ModelNotAvailableError(f"model.path={config.path}: no such folder.")
+        folder = local if local.is_dir() else _downloaded(config.path)
+        fix = "set model.path to a folder saved with save_pretrained"
+    _check_model_folder(folder, fix)
+    return folder
 
 
-def _check_model_folder(folder: Path, key: str) -> None:
-    if not (folder / "config.json").is_file():
-        raise ModelNotAvailableError(
-            f"{folder} is not a model folder: it has no config.json (set {key} to a folder "
-            "saved with save_pretrained, holding config.json, tokenizer files and *.safetensors)."
-        )
-    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
-        raise ModelNotAvailableError(f"{folder} has no weights (*.safetensors or *.bin); set {key}.")
+def _looks_like_a_folder(path: str) -> bool:
+    """A hub id is "name" or "owner/name"; anything else can only be a local folder."""
+    return path.startswith(("/", ".", "~")) or path.count("/") > 1
+
+
+def _check_model_folder(folder: Path, fix: str) -> None:
+    """Raise ModelNotAvailableError naming the folder and what is wrong with it, and how to fix it."""
+    problem = _model_folder_problem(folder)
+    if problem:
+        raise ModelNotAvailableError(f"{folder} is not a usable model folder: {problem}; {fix}.")
+
+
+def _model_folder_problem(folder: Path) -> str | None:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return "it has no config.json"
+    try:
+        json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return f"config.json is not valid JSON ({error})"
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return f"it has no tokenizer (none of {', '.join(TOKENIZER_FILES)})"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not any(folder.glob("*.bin")):
+        return "it has no weights (*.safetensors or *.bin)"
+    index_file = folder / "model.safetensors.index.json"
+    if index_file.is_file():
+        missing = sorted(set(json.loads(index_file.read_text())["weight_map"].values()) - {w.name for w in weights})
+        if missing:
+            return f"weight files named in {index_file.name} are missing: {', '.join(missing)}"
+    for weights_file in weights:
+        problem = _safetensors_problem(weights_file)
+        if problem:
+            return f"{weights_file.name} {problem}"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header giving each tensor's byte
+    range, then the tensor bytes: a file cut short (disk full, interrupted copy) ends early."""
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        header_length = int.from_bytes(file.read(8), "little") if size >= 8 else 0
+        if not 0 < header_length <= size - 8:
+            return "is truncated or not a safetensors file (no valid header)"
+        try:
+            header = json.loads(file.read(header_length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "has a damaged header"
+    data_end = max((t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"), default=0)
+    if 8 + header_length + data_end > size:
+        return f"is truncated ({size} bytes, its header needs {8 + header_length + data_end})"
+    return None
 
 
 def _downloaded(hub_id: str) -> Path:

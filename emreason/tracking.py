@@ -102,14 +102,6 @@ class Tracker:
                 resume="allow",
             )
 
-    def forget_after(self, iteration: int) -> None:
-        """Drop the metrics rows of iterations a resumed job is about to redo."""
-        if not self.metrics_path.exists():
-            return
-        rows = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
-        kept = [line for line in rows if json.loads(line)["iteration"] <= iteration]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
-
     def log_iteration(self, row: dict) -> None:
         with self.metrics_path.open("a") as file:
             file.write(json.dumps(row) + "\n")

@@ -54,3 +54,20 @@ def tiny_multirun(tmp_path_factory):
 
 
 TINY_SWEEP_SAMPLERS = ["rs", "star", "pps"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A randomly initialised two-layer Llama (tied embeddings, like SmolLM2), saved as a
+    model folder: fast enough to train in unit tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=64, tie_word_embeddings=True,
+    )
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

@@ -1,28 +1,50 @@
 """Checkpoints are swapped in atomically: a resume only ever trusts a complete one."""
 
+import errno
+import json
 import random
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import torch
+from hydra import initialize_config_dir
 
-from emreason import checkpoint
+from emreason import checkpoint, cli, em
 
 
-def write_checkpoint(run_dir, iteration):
+def write_checkpoint(run_dir, iteration, overrides=("sampler=pps",)):
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i}) + "\n" for i in range(iteration + 1)))
     staging = checkpoint.staging_dir(run_dir)
-    checkpoint.commit(run_dir, staging, iteration=iteration, sampler_state={"memory": {"q1": iteration}})
+    checkpoint.commit(
+        run_dir,
+        staging,
+        iteration=iteration,
+        sampler_state={"memory": {"q1": iteration}},
+        config={"seed": 0, "em": {"iterations": iteration}},
+        overrides=list(overrides),
+    )
 
 
-def test_a_committed_checkpoint_restores_iteration_state_and_rngs(tmp_path):
+def test_a_committed_checkpoint_restores_iteration_state_rngs_and_metrics(tmp_path):
     random.seed(3)
     torch.manual_seed(3)
     write_checkpoint(tmp_path, 2)
     expected_python, expected_torch = random.random(), torch.rand(1)
     random.seed(99)
     torch.manual_seed(99)
+    # Rows of an iteration that ran after the checkpoint, which the resume redoes.
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i}) + "\n" for i in range(4)))
+
     resumed = checkpoint.load(checkpoint.latest(tmp_path))
+    checkpoint.restore(resumed, tmp_path)
     assert resumed.iteration == 2
     assert resumed.sampler_state == {"memory": {"q1": 2}}
+    assert resumed.overrides == ["sampler=pps"]
     assert random.random() == expected_python and torch.equal(torch.rand(1), expected_torch)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in rows] == [0, 1, 2]
+    assert "seed: 0" in (tmp_path / "checkpoint" / "config.yaml").read_text()
 
 
 def test_an_unfinished_staging_folder_is_never_trusted(tmp_path):
@@ -42,5 +64,61 @@ def test_a_swap_interrupted_between_its_renames_falls_back_to_the_previous_check
     assert not (tmp_path / "checkpoint.previous").exists()
 
 
-def test_no_checkpoint_means_a_fresh_start(tmp_path):
+def test_no_checkpoint_means_a_fresh_start_and_nothing_to_resume(tmp_path):
     assert checkpoint.latest(tmp_path) is None
+    with pytest.raises(checkpoint.NothingToResumeError, match=f"resume={tmp_path}: no complete checkpoint"):
+        checkpoint.to_resume(tmp_path)
+
+
+class FakeTrainer:
+    def save_weights(self, folder: Path) -> None:
+        (folder / "model.safetensors").write_bytes(b"weights")
+
+    def save_training_state(self, folder: Path) -> None:
+        torch.save({"step": 1}, folder / "optimizer.pt")
+
+
+def disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_checkpointing_names_the_folder_keeps_the_previous_checkpoint_and_says_how_to_resume(
+    tmp_path, monkeypatch
+):
+    write_checkpoint(tmp_path, 1)
+    job = SimpleNamespace(run_dir=tmp_path, config={}, overrides=[])
+    trainer, sampler = FakeTrainer(), SimpleNamespace(state_dict=dict)
+    staging = em.stage_weights(tmp_path, trainer, SimpleNamespace(save_pretrained=lambda folder: None))
+    monkeypatch.setattr(torch, "save", disk_full)
+
+    with pytest.raises(checkpoint.CheckpointWriteError) as raised:
+        em.commit_checkpoint(job, staging, 2, trainer, sampler)
+    message = str(raised.value)
+    assert raised.value.errno == errno.ENOSPC
+    assert "No space left on device" in message and str(tmp_path / "checkpoint.staging") in message
+    assert f"{tmp_path / 'checkpoint'} (EM iteration 1) is intact" in message
+    assert f"emreason resume={tmp_path}" in message
+    assert not staging.exists()
+    assert checkpoint.load(checkpoint.latest(tmp_path)).iteration == 1
+
+
+def test_a_full_disk_while_staging_the_weights_is_the_same_clear_error(tmp_path, monkeypatch):
+    write_checkpoint(tmp_path, 1)
+    monkeypatch.setattr(FakeTrainer, "save_weights", disk_full)
+    with pytest.raises(checkpoint.CheckpointWriteError, match="EM iteration 1\\) is intact"):
+        em.stage_weights(tmp_path, FakeTrainer(), SimpleNamespace(save_pretrained=lambda folder: None))
+    assert checkpoint.load(checkpoint.latest(tmp_path)).iteration == 1
+
+
+def test_new_overrides_replace_the_saved_ones_key_by_key():
+    saved = ["experiment=tiny", "sampler=rs", "em.iterations=1", "resume=/old"]
+    new = ["resume=/runs/a", "em.iterations=4", "sampler.budget=2"]
+    assert cli.merge_overrides(saved, new) == ["experiment=tiny", "sampler=rs", "em.iterations=4", "sampler.budget=2"]
+
+
+def test_resume_composes_the_saved_job_again_with_the_new_overrides(tmp_path):
+    write_checkpoint(tmp_path, 1, overrides=["experiment=tiny", "sampler=rs", "seed=7"])
+    with initialize_config_dir(config_dir=cli.CONFIG_DIR, version_base="1.3"):
+        cfg, overrides = cli.config_to_resume(tmp_path, [f"resume={tmp_path}", "em.iterations=3"])
+    assert overrides == ["experiment=tiny", "sampler=rs", "seed=7", "em.iterations=3"]
+    assert (cfg.sampler.name, cfg.seed, cfg.em.iterations, cfg.dataset.test_size) == ("rs", 7, 3, 16)

@@ -36,12 +36,20 @@ def test_each_sampler_runs_one_em_iteration(tiny_multirun):
     assert "test_acc" in result.stdout and "e_step_s" in result.stdout
 
 
-def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir):
+@pytest.mark.parametrize("optimizer", ["adamw", "lora"])
+def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir, optimizer):
     """After an M-step and a sync, the running engine generates exactly what a new engine
-    started from the trained weights generates, and differs from before."""
+    started from the trained weights generates, and differs from before. Under LoRA the
+    engine gets the merged weights."""
     from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
     from emreason.training.loss import TrainingSequence
+    from emreason.training.lora import LoraConfig
     from emreason.training.m_step import MStepTrainer, OptimizerConfig
+
+    optimizers = {
+        "adamw": OptimizerConfig(lr=1e-4, epochs=3, batch_size=2),
+        "lora": OptimizerConfig(name="lora", lr=1e-3, epochs=3, batch_size=2, lora=LoraConfig()),
+    }
 
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
     prompt = tokenizer.apply_chat_template(
@@ -60,9 +68,7 @@ def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir):
     engine = VLLMGenerator(default_model_dir, config, seed=0)
     try:
         before = engine.generate([prompt], **greedy)[0][0].text
-        trainer = MStepTrainer(
-            default_model_dir, OptimizerConfig(lr=1e-4, epochs=3, batch_size=2), tokenizer.pad_token_id, seed=0
-        )
+        trainer = MStepTrainer(default_model_dir, optimizers[optimizer], tokenizer.pad_token_id, seed=0)
         stats = trainer.m_step([sequence, sequence])
         assert stats.optimizer_steps == 3
         trainer.save_weights(tmp_path / "weights")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from emreason.chat import EnginePrompt
 from emreason.data.example import AnswerKind, Example
 from emreason.generation.completion import Completion
 from emreason.samplers import build_sampler
@@ -21,6 +22,9 @@ class ScriptedPrompts:
 
     def text(self, example, *, hint):
         return f"{example.id}|{'hinted' if hint else 'plain'}"
+
+    def for_engine(self, example, *, hint):
+        return EnginePrompt(self.text(example, hint=hint), truncated=False)
 
 
 class ScriptedGenerator:

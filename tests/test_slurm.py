@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,44 @@ def test_multirun_on_local_slurm(local_slurm, tmp_path):
     sbatch = (submitit_dir / array_id / f"{array_id}_submission.sh").read_text()
     assert "#SBATCH --array=0-1" in sbatch, sbatch
     assert f"#SBATCH --partition={PARTITION}" in sbatch, sbatch
+
+
+def _wait_for(condition, timeout_s: float, what: str, sweep: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout_s}s\nsqueue:\n{_squeue()}\n{_job_log_tails(sweep)}")
+        time.sleep(2)
+
+
+@pytest.mark.slow
+def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(local_slurm, tmp_path):
+    """SIGUSR2 (what SLURM sends before a time limit, and submitit's preemption signal) after
+    the first checkpoint: submitit requeues the job, which resumes in the same directory and
+    ends with each metrics row exactly once."""
+    sweep = tmp_path / "multirun"
+    job_dir = sweep / "0"
+    cmd = [
+        str(EMREASON), "-m", "experiment=tiny", "em.iterations=2", "seed=0",
+        "hydra/launcher=slurm", f"hydra.sweep.dir={sweep}", "logger.mode=disabled",
+    ]
+    sweep_process = subprocess.Popen(
+        cmd, cwd=REPO, env=_slurm_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        _wait_for(lambda: (job_dir / "checkpoint" / "COMPLETE").exists(), 900, "first checkpoint", sweep)
+        (task,) = [p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+_0", p.name)]
+        signalled = subprocess.run(["scancel", "--signal=USR2", task], capture_output=True, text=True, timeout=60)
+        assert signalled.returncode == 0, signalled.stderr
+        output = sweep_process.communicate(timeout=MULTIRUN_TIMEOUT_S)[0]
+    finally:
+        if sweep_process.poll() is None:
+            sweep_process.kill()
+            subprocess.run(["scancel", "--name=emreason"], timeout=60)
+    logs = f"{output[-3000:]}\n{_job_log_tails(sweep)}"
+    assert sweep_process.returncode == 0, logs
+
+    task_log = (sweep / ".submitit" / task / f"{task}_0_log.err").read_text()
+    assert "Caught signal SIGUSR2" in task_log and f"Requeued job {task}" in task_log, logs
+    assert "Resuming after EM iteration" in (job_dir / "cli.log").read_text(), logs
+    assert [row["iteration"] for row in _read_metrics(job_dir / "metrics.jsonl")] == [0, 1, 2], logs

@@ -8,11 +8,17 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from emreason.generation.completion import Completion
 
 log = logging.getLogger(__name__)
+
+
+class LongPrompt(str, Enum):
+    truncate = "truncate"  # cut the middle of the question, keeping options, hint and instructions
+    skip = "skip"  # leave the question out: no rationales in the E-step, wrong in the evaluation
 
 
 @dataclass
@@ -24,6 +30,11 @@ class GeneratorConfig:
     max_model_len: int = 2048
     # Rationale length cap, in tokens, for the E-step and the evaluation.
     max_new_tokens: int = 192
+    # What happens to a prompt longer than max_model_len - max_new_tokens tokens (vLLM rejects
+    # one of max_model_len tokens and cuts the rationale of a shorter one short). Counted per
+    # iteration as prompts_truncated / questions_skipped and test_prompts_truncated /
+    # test_questions_skipped. Lower max_model_len to cap prompts harder.
+    on_long_prompt: LongPrompt = LongPrompt.truncate
     # Skip torch.compile and CUDA graphs: ~30 s engine start instead of ~90 s on a CPU.
     enforce_eager: bool = True
     # Share of GPU memory vLLM may take (GPU only).
@@ -62,7 +73,7 @@ class VLLMGenerator:
         from vllm import LLM
 
         self.config = config
-        # The engine is seeded once: per-request seeds crash vLLM's CPU sampler.
+        # Per-request seeds crash vLLM's CPU sampler; `reseed` reseeds the whole engine instead.
         self.llm = LLM(
             model=str(model_dir),
             dtype=config.dtype,
@@ -89,6 +100,12 @@ class VLLMGenerator:
             ]
             for output in outputs
         ]
+
+    def reseed(self, seed: int) -> None:
+        """Restart the engine's sampling stream from seed, with an empty prefix cache, so what
+        it samples next depends on seed alone and not on what the engine did before."""
+        self.llm.collective_rpc("reseed", args=(seed,))
+        self.llm.reset_prefix_cache()
 
     def load_weights(self, weights_dir: Path) -> None:
         """Swap the running engine's weights for the safetensors files in weights_dir."""

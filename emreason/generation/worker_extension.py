@@ -4,7 +4,8 @@ import torch
 
 
 class WeightSyncExtension:
-    """Reloads new weights into the running model, including the CPU kernels' packed copies.
+    """Reloads new weights into the running model, including the CPU kernels' packed copies,
+    and reseeds the worker's sampling.
 
     On a CPU, vLLM packs each linear layer's weights for oneDNN once, at load time. Its
     in-place `reload_weights` repacks the linear layers it loads, but a layer whose weight is
@@ -23,3 +24,9 @@ class WeightSyncExtension:
             # Layers that keep their weight beside the packed copy (embeddings, LM heads).
             if hasattr(module, "cpu_linear") and isinstance(weight, torch.Tensor) and weight.ndim == 2 and weight.numel():
                 dispatch_cpu_unquantized_gemm(module, remove_weight=False)
+
+    def reseed(self, seed: int) -> None:
+        """Unseeded requests draw their sampling noise from this process's global torch RNG
+        (on the CPU: one SplitMix64 seed per batch row and step, see forward_cpu of vLLM's
+        TopKTopPSampler)."""
+        torch.manual_seed(seed)

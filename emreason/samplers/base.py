@@ -4,6 +4,7 @@ A sampler is the proposal q(z | x, y*) of the E-step. It asks the generator for 
 grades them against the gold answer and decides which ones the M-step trains on.
 """
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
@@ -12,6 +13,8 @@ from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.grading import grade
 from emreason.generation.completion import Completion, Generator
+
+log = logging.getLogger(__name__)
 
 
 class Keep(str, Enum):
@@ -40,6 +43,8 @@ class Rationale:
     hinted: bool
     # Signed weight of this sequence in the M-step loss (1 for the filtered samplers).
     weight: float = 1.0
+    # True when the prompt's middle was cut to fit the engine (generator.on_long_prompt).
+    prompt_truncated: bool = False
 
 
 @dataclass
@@ -54,6 +59,11 @@ class EStepResult:
     @property
     def tokens_generated(self) -> int:
         return sum(len(r.completion.token_ids) for r in self.proposals)
+
+    @property
+    def prompts_truncated(self) -> int:
+        """Prompts whose middle was cut to fit the engine (each counted once, not per sample)."""
+        return len({(r.example.id, r.hinted) for r in self.proposals if r.prompt_truncated})
 
     @property
     def acceptance_rate(self) -> float:
@@ -74,22 +84,31 @@ class Proposer:
     def propose(
         self, examples: list[Example], *, hint: bool, n: int, temperature: float
     ) -> list[list[Rationale]]:
-        """n graded rationales per example, from the hinted or the unhinted prompt."""
-        if not examples:
-            return []
-        texts = [self.prompts.text(example, hint=hint) for example in examples]
-        completions = self.generator.generate(
-            texts, n=n, temperature=temperature, max_new_tokens=self.max_new_tokens
+        """n graded rationales per example, from the hinted or the unhinted prompt; none for an
+        example whose prompt is too long for the engine and was skipped (see ChatPrompts.for_engine)."""
+        prompts = [self.prompts.for_engine(example, hint=hint) for example in examples]
+        texts = [prompt.text for prompt in prompts if prompt is not None]
+        truncated = sum(prompt.truncated for prompt in prompts if prompt is not None)
+        skipped = len(examples) - len(texts)
+        if truncated or skipped:
+            log.warning(
+                "Prompts too long for the engine (generator.on_long_prompt): %d of %d truncated, %d skipped",
+                truncated, len(examples), skipped,
+            )
+        completions = iter(
+            self.generator.generate(texts, n=n, temperature=temperature, max_new_tokens=self.max_new_tokens)
+            if texts
+            else []
         )
         return [
-            [_graded(example, completion, hint) for completion in samples]
-            for example, samples in zip(examples, completions)
+            [] if prompt is None else [_graded(example, c, hint, prompt.truncated) for c in next(completions)]
+            for example, prompt in zip(examples, prompts)
         ]
 
 
-def _graded(example: Example, completion: Completion, hinted: bool) -> Rationale:
+def _graded(example: Example, completion: Completion, hinted: bool, prompt_truncated: bool) -> Rationale:
     result = grade(completion.text, example)
-    return Rationale(example, completion, result.answer, result.correct, hinted)
+    return Rationale(example, completion, result.answer, result.correct, hinted, prompt_truncated=prompt_truncated)
 
 
 def keep_correct(rationales_per_question: list[list[Rationale]], keep: Keep) -> EStepResult:

@@ -125,7 +125,8 @@ class TRICESampler(Sampler):
         new = list({ex.id: ex for ex in examples if ex.id not in self.seen}.values())
         initial = self._initialise(new)
         tries = self.proposer.propose(examples, hint=False, n=1, temperature=self.config.temperature)
-        proposals = [proposal for (proposal,) in tries]
+        # One proposal per question; none for a question whose prompt was skipped as too long.
+        proposals = [proposal for question_tries in tries for proposal in question_tries]
         current = [self._accept(proposal) for proposal in proposals]
 
         valid = torch.tensor([float(r is not None) for r in current])

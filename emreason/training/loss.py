@@ -28,6 +28,9 @@ class Batch:
     loss_mask: torch.Tensor  # (B, T), 1 on completion tokens (the ones the loss counts)
     weights: torch.Tensor  # (B,)
 
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(*(tensor.to(device) for tensor in vars(self).values()))
+
 
 def collate(sequences: list[TrainingSequence], pad_id: int) -> Batch:
     width = max(len(s) for s in sequences)
@@ -55,8 +58,8 @@ def sequence_log_likelihoods(model, batch: Batch) -> torch.Tensor:
     logits = model.get_output_embeddings()(hidden[:, :-1][predicts])
     targets = batch.input_ids[:, 1:][predicts]
     token_log_likelihoods = -F.cross_entropy(logits.float(), targets, reduction="none")
-    rows = torch.arange(len(batch.weights)).unsqueeze(1).expand_as(predicts)[predicts]
-    return torch.zeros(len(batch.weights)).index_add(0, rows, token_log_likelihoods)
+    rows = torch.arange(len(batch.weights), device=predicts.device).unsqueeze(1).expand_as(predicts)[predicts]
+    return torch.zeros(len(batch.weights), device=predicts.device).index_add(0, rows, token_log_likelihoods)
 
 
 def weighted_nll(model, batch: Batch, num_tokens: int) -> torch.Tensor:

@@ -1,7 +1,14 @@
-"""The M-step: a few optimizer steps of the policy on the E-step's weighted sequences."""
+"""The M-step: a few optimizer steps of the policy on the E-step's weighted sequences.
+
+The policy is the whole model (full fine-tuning) or LoRA adapters on the frozen model
+(`optimizer.lora`); the optimizer step is the same for both, over whichever parameters train.
+With `optimizer.processes > 1` the steps run in that many torchrun processes (data_parallel.py).
+"""
 
 import json
+import math
 import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +16,9 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
+from emreason.training import lora
+from emreason.training.data_parallel import ERROR, LOSSES, Handoff, Ranks, run_torchrun
+from emreason.training.lora import LoraConfig
 from emreason.training.loss import TrainingSequence, collate, weighted_nll
 
 
@@ -29,6 +39,11 @@ class OptimizerConfig:
     max_grad_norm: float = 1.0
     # Trainer weights dtype; float32 keeps AdamW exact on a CPU.
     dtype: str = "float32"
+    # Train LoRA adapters on the frozen model instead of every weight (optimizer=lora).
+    lora: LoraConfig | None = None
+    # Processes the M-step runs in, launched with torchrun each M-step (one per GPU, nccl;
+    # gloo on CPUs). 1 trains in the job's own process.
+    processes: int = 1
 
 
 @dataclass
@@ -38,39 +53,61 @@ class MStepStats:
     tokens_trained: int
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """A non-finite loss or gradient norm, raised before the optimizer applies the step."""
+
+
 class MStepTrainer:
     """Holds the policy being learned and its optimizer for the whole job."""
 
-    def __init__(self, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int):
+    def __init__(
+        self, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int, device: torch.device | None = None
+    ):
         self.base_model_dir = base_model_dir
         self.config = config
         self.pad_id = pad_id
+        self.seed = seed
         self.rng = random.Random(seed)
-        self.model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=getattr(torch, config.dtype))
-        self.optimizer = self._new_optimizer()
-
-    def _new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
-        )
+        # With several processes, they train on the GPUs; this copy only hands the state over.
+        on_gpu = torch.cuda.is_available() and config.processes == 1
+        self.device = device or torch.device("cuda" if on_gpu else "cpu")
+        self.restart_from_base()
 
     def restart_from_base(self) -> None:
-        """Back to the base model and a fresh optimizer (the original STaR's outer loop)."""
-        base = AutoModelForCausalLM.from_pretrained(self.base_model_dir, dtype=getattr(torch, self.config.dtype))
-        self.model.load_state_dict(base.state_dict())
-        self.optimizer = self._new_optimizer()
+        """The base model (with fresh adapters under LoRA) and a fresh optimizer; also the
+        original STaR's outer loop."""
+        model = AutoModelForCausalLM.from_pretrained(self.base_model_dir, dtype=getattr(torch, self.config.dtype))
+        if self.config.lora:
+            model = lora.add_adapter(model, self.config.lora, self.seed)
+        self.model = model.to(self.device).eval()
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def save_weights(self, folder: Path) -> None:
+        """Write the policy's weights as safetensors, for the engine to load (under LoRA the
+        base weights with the adapters merged in)."""
+        if self.config.lora:
+            lora.save_merged(self.model, folder)
+        else:
+            self.model.save_pretrained(folder)
 
     def save_training_state(self, folder: Path) -> None:
         """What a resumed job needs beside the weights (save_weights into folder/model) to
-        train on exactly as this one would: the optimizer moments and the batch order."""
+        train on exactly as this one would: the optimizer moments and the batch order, and
+        under LoRA the adapters themselves."""
+        if self.config.lora:
+            lora.save_adapter(self.model, folder)
         torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
         (folder / "trainer_rng.json").write_text(json.dumps(self.rng.getstate()))
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Continue from folder/model and what save_training_state wrote into folder."""
-        trained = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=getattr(torch, self.config.dtype))
-        self.model.load_state_dict(trained.state_dict())
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        """Continue from what save_weights (folder/model) and save_training_state wrote."""
+        if self.config.lora:
+            lora.load_adapter(self.model, folder)
+        else:
+            trained = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=getattr(torch, self.config.dtype))
+            self.model.load_state_dict(trained.state_dict())
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=self.device))
         version, state, gauss = json.loads((folder / "trainer_rng.json").read_text())
         self.rng.setstate((version, tuple(state), gauss))
 
@@ -83,30 +120,70 @@ class MStepTrainer:
         return steps
 
     def m_step(self, sequences: list[TrainingSequence]) -> MStepStats:
-        self.model.train()
-        losses, tokens = [], 0
+        # Drawn here, once, so the result does not depend on the number of processes.
         steps = [step for _ in range(self.config.epochs) for step in self.batches(sequences)]
-        for step in tqdm(steps, desc="M-step", unit="step"):
-            losses.append(self._optimizer_step(step))
-            tokens += sum(len(s.completion_ids) for s in step)
-        self.model.eval()
+        losses = self._train_in_processes(steps) if self.config.processes > 1 else self.train(steps)
+        tokens = sum(len(s.completion_ids) for step in steps for s in step)
         return MStepStats(sum(losses) / len(losses), len(steps), tokens)
 
-    def _optimizer_step(self, sequences: list[TrainingSequence]) -> float:
-        num_tokens = sum(len(s.completion_ids) for s in sequences)
-        self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        size = self.config.micro_batch_size
-        for start in range(0, len(sequences), size):
-            batch = collate(sequences[start : start + size], self.pad_id)
-            loss = weighted_nll(self.model, batch, num_tokens)
-            loss.backward()
-            total += loss.item()
-        if self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
-        return total
+    def train(self, steps: list[list[TrainingSequence]], ranks: Ranks = Ranks()) -> list[float]:
+        """Apply the optimizer steps in order; their losses."""
+        self.model.train()
+        try:
+            progress = tqdm(steps, desc="M-step", unit="step", disable=ranks.rank > 0)
+            return [self._optimizer_step(step, f"{n} of {len(steps)}", ranks) for n, step in enumerate(progress, 1)]
+        finally:
+            self.model.eval()
 
-    def save_weights(self, folder: Path) -> None:
-        """Write the policy's weights as safetensors, for the engine to load."""
-        self.model.save_pretrained(folder)
+    def _optimizer_step(self, step: list[TrainingSequence], which: str, ranks: Ranks) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.accumulate_gradients(step, ranks)
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.trainable if p.grad is not None])
+        check_finite(which, loss, grad_norm.item())
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(self.trainable, self.config.max_grad_norm, grad_norm)
+        self.optimizer.step()
+        return loss
+
+    def accumulate_gradients(self, step: list[TrainingSequence], ranks: Ranks = Ranks()) -> float:
+        """Backpropagate the step's loss (this process's share of its sequences, micro-batch by
+        micro-batch) and sum the gradients over processes; the step's loss."""
+        num_tokens = sum(len(s.completion_ids) for s in step)
+        share = ranks.share(step)
+        size = self.config.micro_batch_size
+        loss = 0.0
+        for start in range(0, len(share), size):
+            micro_batch = collate(share[start : start + size], self.pad_id).to(self.device)
+            micro_loss = weighted_nll(self.model, micro_batch, num_tokens)
+            micro_loss.backward()
+            loss += micro_loss.item()
+        ranks.sum_gradients(self.trainable)
+        return ranks.sum(loss, self.device)
+
+    def _train_in_processes(self, steps: list[list[TrainingSequence]]) -> list[float]:
+        """Run the steps under torchrun. The processes start from a checkpoint of this trainer
+        in a temporary folder; rank 0 writes the trained one back there, and this trainer
+        loads it, so checkpoints and resuming work as with one process."""
+        with tempfile.TemporaryDirectory(prefix="emreason-m-step-") as name:
+            folder = Path(name)
+            self.save_weights(folder / "model")
+            self.save_training_state(folder)
+            Handoff(self.base_model_dir, self.config, self.pad_id, self.seed, steps).save(folder)
+            exit_code = run_torchrun("emreason.training.distributed", folder, self.config.processes)
+            if (folder / ERROR).exists():
+                raise NonFiniteTrainingError((folder / ERROR).read_text())
+            if exit_code != 0:
+                raise RuntimeError(f"The M-step's torchrun processes failed (exit code {exit_code}); see their output above.")
+            self.load_checkpoint(folder)
+            return json.loads((folder / LOSSES).read_text())
+
+
+def check_finite(which: str, loss: float, grad_norm: float) -> None:
+    problems = [f"{name} is {value}" for name, value in [("the loss", loss), ("the gradient norm", grad_norm)]
+                if not math.isfinite(value)]
+    if problems:
+        raise NonFiniteTrainingError(
+            f"M-step optimizer step {which}: {' and '.join(problems)}. Stopped before the optimizer applied "
+            "it: the weights are those after the previous step and the last checkpoint is unchanged. "
+            "Lower optimizer.lr, keep optimizer.max_grad_norm > 0, or check the training sequences."
+        )

@@ -1,0 +1,42 @@
+"""`make bench`: every performance figure of the default job on this machine, one
+`name: value` line each. EMREASON_BENCH_QUICK=1 runs them all at smoke-test sizes.
+
+One engine serves the E-step measurements and the in-place weight sync; the restart it is
+compared with starts after that engine has stopped, and the default job runs last, alone.
+"""
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+# vLLM's INFO lines would bury the figures; set before vLLM is imported.
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+from benchmarks import e_step, em_iteration, m_step, weight_sync
+from benchmarks.common import SEED, load_setup, report
+from emreason.generation.vllm_engine import VLLMGenerator
+
+
+def main() -> None:
+    started = time.perf_counter()
+    setup = load_setup()
+    with tempfile.TemporaryDirectory() as folder:
+        weights = Path(folder) / "model"
+        engine_started = time.perf_counter()
+        engine = VLLMGenerator(setup.model_dir, setup.generator, SEED)
+        report("engine_start_s", time.perf_counter() - engine_started)
+        try:
+            sampled = e_step.run(setup, engine)
+            trainer = m_step.run(setup, sampled)
+            sync_s = weight_sync.sync_into_running_engine(setup, engine, trainer, weights)
+        finally:
+            engine.close()
+        del trainer
+        weight_sync.restart_engine(setup, weights, sync_s)
+    em_iteration.run(setup)
+    report("bench_s", time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""What every measurement shares: the default job's config, model, prompts and questions, the
+benchmark sizes, and the `name: value` output a script can read."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from transformers import AutoTokenizer
+
+from emreason.chat import ChatPrompts
+from emreason.config import register_configs
+from emreason.data.config import as_dataset_config
+from emreason.data.example import Example
+from emreason.data.loading import load_benchmark
+from emreason.generation.vllm_engine import GeneratorConfig
+from emreason.model_store import resolve_model
+from emreason.training.m_step import OptimizerConfig
+
+CONF = str(Path(__file__).resolve().parent.parent / "conf")
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    # Training questions; each gives a hinted and an unhinted prompt (the E-step's prompts).
+    questions: int = 16
+    # Samples per prompt, and their length cap in tokens.
+    samples: int = 4
+    max_new_tokens: int = 128
+    # Sequences the M-step benchmarks train on (one optimizer step per 8).
+    training_sequences: int = 64
+    # Overrides of the job whose iteration and memory are measured (the default job).
+    job_overrides: tuple[str, ...] = ()
+
+
+# EMREASON_BENCH_QUICK=1: a smoke run of every measurement in a few minutes.
+QUICK = Sizes(questions=4, samples=2, max_new_tokens=32, training_sequences=16, job_overrides=("experiment=tiny",))
+
+
+@dataclass
+class Setup:
+    sizes: Sizes
+    model_dir: Path
+    tokenizer: object
+    prompts: ChatPrompts
+    questions: list[Example]
+    generator: GeneratorConfig
+    optimizer: OptimizerConfig
+
+
+def load_setup() -> Setup:
+    """The default job's model, generator and optimizer settings, and ARC-Easy training questions."""
+    sizes = QUICK if os.environ.get("EMREASON_BENCH_QUICK") else Sizes()
+    register_configs()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("config")
+    dataset = as_dataset_config(cfg.dataset)
+    model_dir = resolve_model(OmegaConf.to_object(cfg.model))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return Setup(
+        sizes=sizes,
+        model_dir=model_dir,
+        tokenizer=tokenizer,
+        prompts=ChatPrompts(tokenizer, dataset.prompts),
+        questions=load_benchmark(dataset, SEED).train[: sizes.questions],
+        generator=OmegaConf.to_object(cfg.generator),
+        optimizer=OmegaConf.to_object(cfg.optimizer),
+    )
+
+
+def report(name: str, value: float | int) -> None:
+    """One figure on its own line, `name: value`."""
+    if isinstance(value, float):
+        value = f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+    print(f"{name}: {value}", flush=True)
+
+
+def report_target(name: str, value: float, goal: float, unit: str, *, at_least: bool) -> None:
+    """`<name>_target: <goal> (met)` or `(missed by <gap>)`."""
+    met = value >= goal if at_least else value <= goal
+    verdict = "met" if met else f"missed by {abs(value - goal):.2f}{unit}"
+    print(f"{name}_target: {'>=' if at_least else '<='} {goal:g}{unit} ({verdict})", flush=True)

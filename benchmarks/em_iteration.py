@@ -1,0 +1,70 @@
+"""The default job end to end, as a subprocess: one EM iteration's E-step, M-step, weight sync
+and evaluation (from its metrics.jsonl), the job's wall time, and the peak memory of its whole
+process tree (the vLLM engine's processes included), sampled every half second."""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from benchmarks.common import Setup, report, report_target
+
+GIB = 2**30
+SAMPLE_EVERY_S = 0.5
+# The issue's targets: one default EM iteration within 5 minutes, the job within 8 GiB.
+ITERATION_TARGET_S = 300.0
+PEAK_RSS_TARGET_GIB = 8.0
+PHASES = ("e_step_s", "m_step_s", "sync_s", "eval_s")
+
+
+def run(setup: Setup) -> None:
+    emreason = str(Path(sys.executable).parent / "emreason")
+    with tempfile.TemporaryDirectory() as run_dir:
+        command = [emreason, "em.iterations=1", "logger.mode=disabled", f"hydra.run.dir={run_dir}", *setup.sizes.job_overrides]
+        started = time.perf_counter()
+        with open(Path(run_dir) / "job.log", "w") as log:
+            job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            peak_rss, peak_pss = peak_memory(job)
+        wall_s = time.perf_counter() - started
+        if job.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{(Path(run_dir) / 'job.log').read_text()[-3000:]}")
+        rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    iteration = next(row for row in rows if row["iteration"] == 1)
+    for phase in PHASES:
+        report(f"em_iteration_{phase}", iteration[phase])
+    iteration_s = sum(iteration[phase] for phase in PHASES)
+    report("em_iteration_s", iteration_s)
+    report_target("em_iteration_s", iteration_s, ITERATION_TARGET_S, " s", at_least=False)
+    report("em_job_baseline_eval_s", rows[0]["eval_s"])
+    report("em_job_wall_s", wall_s)
+    report("em_job_peak_rss_gib", peak_rss / GIB)
+    report_target("em_job_peak_rss_gib", peak_rss / GIB, PEAK_RSS_TARGET_GIB, " GiB", at_least=False)
+    report("em_job_peak_pss_gib", peak_pss / GIB)
+
+
+def peak_memory(job: subprocess.Popen) -> tuple[int, int]:
+    """Until the job exits, the peak sums over its process tree of the resident set (RSS) and
+    of the proportional set (PSS, which counts pages shared between processes once)."""
+    root = psutil.Process(job.pid)
+    peak_rss = peak_pss = 0
+    while job.poll() is None:
+        rss = pss = 0
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for process in processes:
+            try:
+                memory = process.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            rss += memory.rss
+            pss += memory.pss
+        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        time.sleep(SAMPLE_EVERY_S)
+    job.wait()
+    return peak_rss, peak_pss

@@ -1,0 +1,192 @@
+"""Kill a real tiny job with SIGKILL at random points of its E-step, M-step, weight sync and
+checkpoint write, resume it each time, and compare the result with an uninterrupted run.
+
+    python -m benchmarks.fault_injection --kills 20      # `make faults`: the long version
+
+Each kill waits for the job's log line that starts its phase ("EM iteration 1: M-step"),
+then a random delay within the phase's usual length; the kills of an episode go through the
+phases of iteration 1, then of iteration 2, and so on, so that resumes start from every
+checkpoint. An episode is one run directory,
+rerun after every kill until the job finishes; episodes repeat until enough kills landed.
+kill -9 gives the job no chance to stop its vLLM engine process: whatever of the job's
+process tree survives is killed here and counted. The summary is one JSON object.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+EMREASON = str(Path(sys.executable).parent / "emreason")
+JOB = ["experiment=tiny", "sampler=pps", "logger.mode=disabled"]
+# The phases a kill aims at, with the longest random delay (s) after the phase's log line;
+# a delay longer than the phase lands in the next one, which is fine.
+PHASES = {"E-step": 25.0, "M-step": 8.0, "weight sync": 1.0, "checkpoint": 3.0}
+MARKER = "EM iteration "
+
+
+@dataclass
+class Summary:
+    kills: int = 0
+    # Phase the job had last announced when it was killed -> kills.
+    kills_by_phase: dict = field(default_factory=dict)
+    # Runs that finished before their kill came.
+    runs_finished_before_kill: int = 0
+    # Kills after which engine processes outlived the killed job and were killed here.
+    kills_leaving_orphans: int = 0
+    orphans_killed: int = 0
+    episodes: int = 0
+    # Episodes whose metrics rows are not exactly iterations 0..N, once each.
+    episodes_with_lost_or_doubled_iterations: int = 0
+    # Episodes whose final metrics (minus wall-clock seconds) differ from the uninterrupted run's.
+    episodes_differing_from_uninterrupted: int = 0
+    failed_runs: list = field(default_factory=list)
+
+
+class Run:
+    """One `emreason` process in its own session, its output watched for phase lines."""
+
+    def __init__(self, run_dir: Path, overrides: list[str]):
+        self.log = (run_dir.parent / f"{run_dir.name}.log").open("a")
+        self.process = subprocess.Popen(
+            [EMREASON, *overrides, f"hydra.run.dir={run_dir}"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.phases_seen: list[str] = []
+        self.phase_started = threading.Condition()
+        threading.Thread(target=self._read_output, daemon=True).start()
+
+    def _read_output(self) -> None:
+        for line in self.process.stdout:
+            self.log.write(line)
+            if MARKER in line and ": " in line.split(MARKER, 1)[1]:
+                with self.phase_started:
+                    self.phases_seen.append(line.split(MARKER, 1)[1].strip())
+                    self.phase_started.notify_all()
+        self.log.close()
+
+    def wait_for_phase(self, phase: str) -> bool:
+        """Block until the job announces phase ("1: M-step"); False if it exited first."""
+        with self.phase_started:
+            while phase not in self.phases_seen:
+                if self.process.poll() is not None:
+                    return False
+                self.phase_started.wait(timeout=1.0)
+        return True
+
+    def kill(self) -> int:
+        """SIGKILL the job's main process; then kill and count what survives of its tree."""
+        main = psutil.Process(self.process.pid)
+        tree = main.children(recursive=True)
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        session = [p for p in psutil.process_iter() if _session(p) == self.process.pid]
+        survivors = {p.pid: p for p in tree + session if _alive(p)}
+        for process in survivors.values():
+            process.kill()
+        psutil.wait_procs(list(survivors.values()), timeout=30)
+        return len(survivors)
+
+
+def _session(process: psutil.Process) -> int | None:
+    try:
+        return os.getsid(process.pid)
+    except OSError:
+        return None
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def without_timings(rows: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in rows]
+
+
+def episode(
+    run_dir: Path, overrides: list[str], targets: list[tuple[int, str]], rng: random.Random, summary: Summary
+) -> None:
+    """Rerun the job in run_dir, killing it once in each target (iteration, phase), until it finishes."""
+    for iteration, phase in targets:
+        run = Run(run_dir, overrides)
+        if run.wait_for_phase(f"{iteration}: {phase}"):
+            time.sleep(rng.uniform(0, PHASES[phase]))
+        if run.process.poll() is not None:
+            summary.runs_finished_before_kill += 1
+            return finish_episode(run, run_dir, summary)
+        landed = run.phases_seen[-1] if run.phases_seen else "0: engine start"
+        orphans = run.kill()
+        summary.kills += 1
+        landed_phase = landed.split(": ")[1]
+        summary.kills_by_phase[landed_phase] = summary.kills_by_phase.get(landed_phase, 0) + 1
+        summary.kills_leaving_orphans += orphans > 0
+        summary.orphans_killed += orphans
+        print(f"kill {summary.kills}: aimed at {iteration}: {phase}, landed in {landed}; {orphans} orphans killed", flush=True)
+    finish_episode(Run(run_dir, overrides), run_dir, summary)
+
+
+def finish_episode(run: Run, run_dir: Path, summary: Summary) -> None:
+    """Let the last run end, then compare the episode's metrics with the uninterrupted run's."""
+    if run.process.wait() != 0:
+        summary.failed_runs.append(f"{run_dir}: exit {run.process.returncode}")
+    summary.episodes += 1
+    rows = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
+    iterations = [row["iteration"] for row in rows]
+    reference = read_metrics(run_dir.parent / "uninterrupted")
+    if iterations != list(range(len(reference))):
+        summary.episodes_with_lost_or_doubled_iterations += 1
+        print(f"{run_dir}: iterations {iterations}", flush=True)
+    if without_timings(rows) != without_timings(reference):
+        summary.episodes_differing_from_uninterrupted += 1
+        print(f"{run_dir}: metrics differ from the uninterrupted run", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=20, help="SIGKILLs in all (at least)")
+    parser.add_argument("--kills-per-episode", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=2, help="EM iterations of the tiny job")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the kill delays")
+    parser.add_argument("--phases", nargs="+", choices=list(PHASES), default=list(PHASES), help="phases to kill in, in turn")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the run directories and logs")
+    args = parser.parse_args()
+
+    overrides = [*JOB, f"em.iterations={args.iterations}"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    summary = Summary()
+    if Run(args.out / "uninterrupted", overrides).process.wait() != 0:
+        sys.exit(f"the uninterrupted run failed; see {args.out / 'uninterrupted.log'}")
+    rng = random.Random(args.seed)
+    while summary.kills < args.kills:
+        run_dir = args.out / f"episode-{summary.episodes}"
+        kills = min(args.kills_per_episode, args.kills - summary.kills)
+        phases = len(args.phases)
+        targets = [(1 + i // phases % args.iterations, args.phases[i % phases]) for i in range(kills)]
+        episode(run_dir, overrides, targets, rng, summary)
+    print(json.dumps({**asdict(summary), "seconds": round(time.perf_counter() - started)}))
+
+
+if __name__ == "__main__":
+    main()

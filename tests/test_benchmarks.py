@@ -1,0 +1,105 @@
+"""The pieces the performance benchmarks (benchmarks/, `make bench`) measure with."""
+
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+
+# benchmarks/ sits at the repository root, outside the installed package.
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import report_target
+from benchmarks.em_iteration import peak_memory
+from benchmarks.m_step import padding_waste_pct
+from emreason.generation.hf_generate import HFGenerator
+from emreason.training.loss import TrainingSequence
+from emreason.training.m_step import MStepTrainer, OptimizerConfig
+
+MIB = 2**20
+
+
+@pytest.fixture(scope="module")
+def hf_generator(default_model_dir):
+    return HFGenerator(default_model_dir, "float32", seed=0)
+
+
+def chat(generator: HFGenerator, question: str) -> str:
+    messages = [{"role": "user", "content": question}]
+    return generator.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+# The real model: seconds alone, minutes on shared cores.
+@pytest.mark.slow
+def test_hf_greedy_is_the_models_argmax_despite_left_padding(hf_generator):
+    prompts = [chat(hf_generator, "Hi"), chat(hf_generator, "Which planet is the largest in the solar system?")]
+    batched = hf_generator.generate(prompts, n=1, temperature=0.0, max_new_tokens=6)
+    for prompt, [completion] in zip(prompts, batched):
+        ids = hf_generator.tokenizer(prompt, return_tensors="pt").input_ids
+        expected = []
+        with torch.no_grad():
+            for _ in range(6):
+                token = hf_generator.model(ids).logits[0, -1].argmax().item()
+                expected.append(token)
+                if token in hf_generator.stop_ids:
+                    break
+                ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+        assert completion.token_ids == tuple(expected)
+        assert completion.finished == (expected[-1] in hf_generator.stop_ids)
+
+
+# The real model: seconds alone, minutes on shared cores.
+@pytest.mark.slow
+def test_hf_samples_n_per_prompt_cut_at_the_stop_token(hf_generator):
+    prompts = [chat(hf_generator, "Say yes."), chat(hf_generator, "Name a colour.")]
+    completions = hf_generator.generate(prompts, n=3, temperature=1.0, max_new_tokens=24)
+    assert [len(samples) for samples in completions] == [3, 3]
+    for completion in (c for samples in completions for c in samples):
+        assert 0 < len(completion.token_ids) <= 24
+        stops = [i for i, token in enumerate(completion.token_ids) if token in hf_generator.stop_ids]
+        assert stops == ([len(completion.token_ids) - 1] if completion.finished else [])
+        assert completion.text == hf_generator.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+
+
+def sequences(*lengths: int) -> list[TrainingSequence]:
+    return [TrainingSequence((1,) * (length - 1), (2,)) for length in lengths]
+
+
+def trainer_with(batch_size: int, micro_batch_size: int) -> MStepTrainer:
+    """An MStepTrainer without a model: padding_waste_pct only needs its batching."""
+    trainer = MStepTrainer.__new__(MStepTrainer)
+    trainer.config = OptimizerConfig(batch_size=batch_size, micro_batch_size=micro_batch_size)
+    trainer.rng = random.Random(0)
+    return trainer
+
+
+def test_padding_waste_of_length_grouped_micro_batches():
+    # Sorted: [2, 2] [4, 8] -> padded 2*2 + 2*8 = 20 tokens for 16 real ones.
+    assert padding_waste_pct(trainer_with(2, 2), sequences(8, 2, 4, 2)) == pytest.approx(100 * 4 / 20)
+    # One step of 4 in micro-batches of 2: [2, 2] [4, 8], the same passes.
+    assert padding_waste_pct(trainer_with(4, 2), sequences(8, 2, 4, 2)) == pytest.approx(100 * 4 / 20)
+    assert padding_waste_pct(trainer_with(2, 2), sequences(3, 5, 3, 5)) == 0
+
+
+def test_target_lines_say_met_or_by_how_much_missed(capsys):
+    report_target("speedup", 2.2, 3.0, "x", at_least=True)
+    report_target("seconds", 0.7, 1.0, " s", at_least=False)
+    report_target("memory", 9.5, 8.0, " GiB", at_least=False)
+    assert capsys.readouterr().out.splitlines() == [
+        "speedup_target: >= 3x (missed by 0.80x)",
+        "seconds_target: <= 1 s (met)",
+        "memory_target: <= 8 GiB (missed by 1.50 GiB)",
+    ]
+
+
+def test_peak_memory_counts_the_child_processes():
+    # A parent holding 100 MiB whose child holds 200 MiB.
+    child = "import time; x = bytearray(200 * 2**20); time.sleep(3)"
+    parent = f"import subprocess, sys; x = bytearray(100 * 2**20); subprocess.run([sys.executable, '-c', {child!r}])"
+    job = subprocess.Popen([sys.executable, "-c", parent])
+    peak_rss, peak_pss = peak_memory(job)
+    assert job.returncode == 0
+    assert 300 * MIB < peak_rss < 400 * MIB
+    assert 300 * MIB < peak_pss <= peak_rss
