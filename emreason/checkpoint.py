@@ -24,6 +24,8 @@ from emreason.tracking import METRICS_FILE
 CHECKPOINT = "checkpoint"
 STAGING = "checkpoint.staging"
 PREVIOUS = "checkpoint.previous"
+# Every folder a run directory may hold checkpoint files in.
+FOLDERS = (CHECKPOINT, STAGING, PREVIOUS)
 COMPLETE = "COMPLETE"
 OVERRIDES = "overrides.json"
 

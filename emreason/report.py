@@ -21,6 +21,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from emreason import checkpoint
 from emreason.tracking import METRICS_FILE
 
 # One PNG per entry: (file name, metric key, y-axis label, title).
@@ -92,6 +93,8 @@ def runs_from_directory(root: Path) -> list[Run]:
     runs = []
     for metrics_path in sorted(root.rglob(METRICS_FILE)):
         job_dir = metrics_path.parent
+        if job_dir.name in checkpoint.FOLDERS:  # the copy a job's checkpoint keeps
+            continue
         config_path = job_dir / ".hydra" / "config.yaml"
         if not config_path.is_file():
             raise ReportError(f"{job_dir} has a {METRICS_FILE} but no .hydra/config.yaml")

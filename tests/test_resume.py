@@ -36,10 +36,7 @@ def test_resume_dir_continues_with_the_saved_config_and_matches_an_uninterrupted
 
     rows = read_metrics(stopped)
     assert [row["iteration"] for row in rows] == [0, 1, 2]
-    assert [sorted(row) for row in rows] == [sorted(row) for row in read_metrics(through)]
-    # Only the greedy baseline is compared by value: vLLM's sampled rationales can differ
-    # between two fresh runs on a loaded CPU (docs/reliability.md, "What is bit-for-bit").
-    assert without_timings(rows[:1]) == without_timings(read_metrics(through)[:1])
+    assert without_timings(rows) == without_timings(read_metrics(through))
     saved = stopped / "checkpoint"
     assert json.loads((saved / "overrides.json").read_text()) == [*TINY, "em.iterations=2"]
     config = yaml.safe_load((saved / "config.yaml").read_text())

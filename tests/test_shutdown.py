@@ -55,10 +55,10 @@ def test_a_stopped_job_leaves_no_engine_or_worker_running(tmp_path, stop):
         start_new_session=True,
     )
     try:
-        # The engine has started and is evaluating the baseline.
+        # The engine has started and is evaluating the baseline. On the CPU its core runs in
+        # the job's process (generator.engine_in_process); whatever it started is in the tree.
         wait_for_line(job, "EM iteration 0: evaluation", timeout=600)
         tree = psutil.Process(job.pid).children(recursive=True)
-        assert any("EngineCore" in process.name() for process in tree), [p.name() for p in tree]
 
         stop(job)
         output = job.communicate(timeout=120)[0]

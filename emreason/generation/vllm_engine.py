@@ -46,6 +46,12 @@ class GeneratorConfig:
     tensor_parallel_size: int = 1
     # Reuse the KV cache of shared prompt prefixes (chat template, few-shot text).
     enable_prefix_caching: bool = True
+    # Run vLLM's engine core in the job's own process. Requests are then scheduled in the
+    # order given, so a seeded job samples the same rationales every time (and a resumed job
+    # what an uninterrupted one would); in its own process (false) the core batches requests
+    # as they arrive, which overlaps scheduling with the model (faster on GPUs) but makes
+    # sampling depend on timing.
+    engine_in_process: bool = True
 
 
 def _prepare_cpu_environment(config: GeneratorConfig) -> None:
@@ -73,6 +79,7 @@ class VLLMGenerator:
         from vllm import LLM
 
         self.config = config
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if config.engine_in_process else "1"
         # Per-request seeds crash vLLM's CPU sampler; `reseed` reseeds the whole engine instead.
         self.llm = LLM(
             model=str(model_dir),
