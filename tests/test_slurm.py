@@ -214,7 +214,8 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(local_slurm
     )
     try:
         _wait_for(lambda: (job_dir / "checkpoint" / "COMPLETE").exists(), 900, "first checkpoint", sweep)
-        (task,) = [p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+_0", p.name)]
+        # submitit sends a one-job sweep as a plain job, not an array: its folder is the job id.
+        (task,) = [p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+(_0)?", p.name)]
         signalled = subprocess.run(["scancel", "--signal=USR2", task], capture_output=True, text=True, timeout=60)
         assert signalled.returncode == 0, signalled.stderr
         output = sweep_process.communicate(timeout=MULTIRUN_TIMEOUT_S)[0]
@@ -226,6 +227,6 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_checkpoint(local_slurm
     assert sweep_process.returncode == 0, logs
 
     task_log = (sweep / ".submitit" / task / f"{task}_0_log.err").read_text()
-    assert "Caught signal SIGUSR2" in task_log and f"Requeued job {task}" in task_log, logs
+    assert "Caught signal SIGUSR2" in task_log and "DUE TO JOB REQUEUE" in task_log, logs
     assert "Resuming after EM iteration" in (job_dir / "cli.log").read_text(), logs
     assert [row["iteration"] for row in _read_metrics(job_dir / "metrics.jsonl")] == [0, 1, 2], logs
