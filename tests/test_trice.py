@@ -166,6 +166,26 @@ def test_a_wrong_proposal_leaves_the_memory_unchanged_and_it_persists_across_ste
     assert "#3 Reasoning. The answer is (A)." in by_text(result)
 
 
+class EveryPromptTooLong(ScriptedPrompts):
+    def for_engine(self, example, *, hint):
+        return None
+
+
+@pytest.mark.parametrize("subsample", [False, True])
+def test_a_step_whose_prompts_are_all_skipped_trains_nothing_and_logs_finite_metrics(subsample):
+    generator = QueuedGenerator({})
+    sampler = build_sampler(TRICEConfig(init_samples=2, subsample=subsample), Proposer(generator, EveryPromptTooLong(), 32))
+    result = sampler.e_step(QUESTIONS)
+    assert result.accepted == [] and result.proposals == [] and generator.calls == []
+    assert result.metrics == {
+        "trice_acceptance_rate": 0.0,
+        "trice_mean_beta": 0.0,
+        "trice_new_questions": 2,
+        "trice_valid_rationales": 0,
+        "trice_valid_share": 0.0,
+    }
+
+
 def test_memory_survives_state_dict_and_load_state_dict():
     script = {"q1|hinted": ["B", "B"], "q2|hinted": ["C", "C"], "q1|plain": ["C"], "q2|plain": ["C"]}
     sampler, _ = trice(script)

@@ -49,6 +49,11 @@ def leave_one_out_beta(valid: torch.Tensor, proposal_correct: torch.Tensor) -> t
     return torch.where(others_valid > 0, others_accepted / others_valid.clamp(min=1), 0.0)
 
 
+def mean_or_zero(values: torch.Tensor) -> float:
+    """0 instead of NaN when every question of the step was skipped as too long: no proposals."""
+    return values.mean().item() if len(values) else 0.0
+
+
 def signed_item_weights(valid: torch.Tensor, proposal_correct: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """The 2M signed, unnormalised weights s_i w~_i: first the memory rationales,
     c'_m (1 - c~_m beta_m) (an accepted proposal IS the memory rationale, so its -beta term is
@@ -146,8 +151,8 @@ class TRICESampler(Sampler):
             accepted=sequences,
             proposals=initial + proposals,
             metrics={
-                "trice_acceptance_rate": proposal_correct.mean().item(),
-                "trice_mean_beta": beta.mean().item(),
+                "trice_acceptance_rate": mean_or_zero(proposal_correct),
+                "trice_mean_beta": mean_or_zero(beta),
                 "trice_new_questions": len(new),
                 "trice_valid_rationales": len(self.memory),
                 "trice_valid_share": len(self.memory) / len(self.seen),
