@@ -35,7 +35,7 @@ run: install
 test: install
 	$(VENV)/bin/pytest -ra
 
-# Performance figures (docs/performance.md), then TRICE's gradient variance; ~25 min on 2 cores.
+# Performance figures (docs/performance.md), then TRICE's gradient variance; about an hour on 2 cores.
 bench: install
 	$(VENV)/bin/python -m benchmarks
 	$(VENV)/bin/python -m benchmarks.trice_variance
