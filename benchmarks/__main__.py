@@ -1,8 +1,8 @@
 """`make bench`: every performance figure of the default job on this machine, one
 `name: value` line each. EMREASON_BENCH_QUICK=1 runs them all at smoke-test sizes.
 
-One engine serves the E-step measurements and the in-place weight sync; the restart it is
-compared with starts after that engine has stopped, and the default job runs last, alone.
+One engine serves the E-step measurements and the in-place weight syncs; the restart and the
+LoRA-enabled engine start after it has stopped, one at a time, and the default job runs last, alone.
 """
 
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 # vLLM's INFO lines would bury the figures; set before vLLM is imported.
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
-from benchmarks import e_step, em_iteration, m_step, weight_sync
+from benchmarks import e_step, em_iteration, lora_sync, m_step, weight_sync
 from benchmarks.common import SEED, load_setup, report
 from emreason.generation.vllm_engine import VLLMGenerator
 
@@ -30,10 +30,12 @@ def main() -> None:
             sampled = e_step.run(setup, engine)
             trainer = m_step.run(setup, sampled)
             sync_s = weight_sync.sync_into_running_engine(setup, engine, trainer, weights)
+            merged = lora_sync.merged(setup, engine, Path(folder))
         finally:
             engine.close()
         del trainer
         weight_sync.restart_engine(setup, weights, sync_s)
+        lora_sync.lora_request(setup, Path(folder), merged)
     em_iteration.run(setup)
     report("bench_s", time.perf_counter() - started)
 
