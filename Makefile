@@ -41,7 +41,7 @@ bench: install
 	$(VENV)/bin/python -m benchmarks.trice_variance
 
 # Fault injection, the long version: 20+ SIGKILLs of a real tiny job, each resumed
-# (docs/reliability.md); about an hour on 2 cores. Runs at low priority.
+# (docs/reliability.md); about 40 minutes on 2 cores. Runs at low priority.
 .PHONY: faults
 faults: install
 	nice -n 19 $(VENV)/bin/python -m benchmarks.fault_injection --kills 20 --out $(or $(FAULTS_DIR),/tmp/emreason-faults)
