@@ -1,8 +1,9 @@
 """`make bench`: every performance figure of the default job on this machine, one
 `name: value` line each. EMREASON_BENCH_QUICK=1 runs them all at smoke-test sizes.
 
-One engine serves the E-step measurements and the in-place weight syncs; the restart and the
-LoRA-enabled engine start after it has stopped, one at a time, and the default job runs last, alone.
+One engine serves the E-step measurements and the in-place weight syncs; the restart, the
+LoRA-enabled engine and the engine in the other dtype start after it has stopped, one at a
+time, and the default job runs last, alone.
 """
 
 import os
@@ -27,7 +28,7 @@ def main() -> None:
         engine = VLLMGenerator(setup.model_dir, setup.generator, SEED)
         report("engine_start_s", time.perf_counter() - engine_started)
         try:
-            sampled = e_step.run(setup, engine)
+            sampled, throughput = e_step.run(setup, engine)
             trainer = m_step.run(setup, sampled)
             sync_s = weight_sync.sync_into_running_engine(setup, engine, trainer, weights)
             merged = lora_sync.merged(setup, engine, Path(folder))
@@ -36,6 +37,7 @@ def main() -> None:
         del trainer
         weight_sync.restart_engine(setup, weights, sync_s)
         lora_sync.lora_request(setup, Path(folder), merged)
+    e_step.other_dtypes(setup, throughput)
     em_iteration.run(setup)
     report("bench_s", time.perf_counter() - started)
 

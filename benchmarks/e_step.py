@@ -7,7 +7,7 @@ generated tokens up to and including the end-of-sequence token, per second of wa
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from vllm import SamplingParams
 
@@ -18,6 +18,7 @@ from emreason.generation.hf_generate import HFGenerator
 from emreason.generation.vllm_engine import VLLMGenerator
 
 TEMPERATURE = 1.0
+DTYPES = {"float32": "fp32", "bfloat16": "bf16"}
 # The issue's target: the E-step at least 3x transformers `generate` in bf16.
 SPEEDUP_TARGET = 3.0
 
@@ -37,35 +38,71 @@ class Sampled:
         return self.tokens / self.seconds
 
 
+@dataclass
+class Throughput:
+    # dtype -> generated tokens per second.
+    vllm: dict[str, float] = field(default_factory=dict)
+    hf: dict[str, float] = field(default_factory=dict)
+
+
 def prompt_examples(setup: Setup) -> list[tuple[Example, bool]]:
     """(question, hinted) for every E-step prompt."""
     return [(example, hint) for example in setup.questions for hint in (True, False)]
 
 
-def run(setup: Setup, engine: VLLMGenerator) -> Sampled:
-    """Prints the E-step figures; returns vLLM's samples (the M-step benchmarks train on them)."""
+def prompt_texts(setup: Setup) -> list[str]:
+    return [setup.prompts.text(example, hint=hint) for example, hint in prompt_examples(setup)]
+
+
+def run(setup: Setup, engine: VLLMGenerator) -> tuple[Sampled, Throughput]:
+    """Prints the figures of the job's engine (in the job's dtype) and of transformers in each
+    dtype; returns the engine's samples (the M-step benchmarks train on them)."""
     sizes = setup.sizes
-    texts = [setup.prompts.text(example, hint=hint) for example, hint in prompt_examples(setup)]
+    prompts = prompt_texts(setup)
     n, max_tokens = sizes.samples, sizes.max_new_tokens
-    report("e_step_prompts", len(texts))
+    report("e_step_prompts", len(prompts))
     report("e_step_samples_per_prompt", n)
     report("e_step_max_new_tokens", max_tokens)
     report("e_step_dtype_vllm", setup.generator.dtype)
 
-    # Warm-up: the first pass over new batch shapes builds the CPU kernels' primitives.
-    sample_vllm(engine, texts, n=1, max_tokens=4)
-    vllm = sample_vllm(engine, texts, n=n, max_tokens=max_tokens)
+    throughput = Throughput()
+    vllm = warm_and_sample(engine, prompts, n=n, max_tokens=max_tokens)
+    throughput.vllm[setup.generator.dtype] = vllm.tokens_per_s
     report("e_step_tokens_vllm", vllm.tokens)
-    report("e_step_tokens_per_s_vllm", vllm.tokens_per_s)
-    prefix_reuse(engine, texts, vllm, n=n, max_tokens=max_tokens)
+    report(f"e_step_tokens_per_s_vllm_{DTYPES[setup.generator.dtype]}", vllm.tokens_per_s)
+    prefix_reuse(engine, prompts, vllm, n=n, max_tokens=max_tokens)
 
-    for dtype, short in (("float32", "fp32"), ("bfloat16", "bf16")):
-        hf = sample_hf(setup, dtype, texts, n=n, max_tokens=max_tokens)
+    for dtype, short in DTYPES.items():
+        hf = sample_hf(setup, dtype, prompts, n=n, max_tokens=max_tokens)
+        throughput.hf[dtype] = hf.tokens_per_s
         report(f"e_step_tokens_hf_{short}", hf.tokens)
         report(f"e_step_tokens_per_s_hf_{short}", hf.tokens_per_s)
-        report(f"e_step_speedup_vs_hf_{short}", vllm.tokens_per_s / hf.tokens_per_s)
-    report_target("e_step_speedup_vs_hf_bf16", vllm.tokens_per_s / hf.tokens_per_s, SPEEDUP_TARGET, "x", at_least=True)
-    return vllm
+    return vllm, throughput
+
+
+def other_dtypes(setup: Setup, throughput: Throughput) -> None:
+    """The engine in the dtypes the job's engine does not use (run with no other engine up),
+    then each dtype's speed-up over transformers in the same dtype."""
+    sizes = setup.sizes
+    for dtype in DTYPES.keys() - throughput.vllm.keys():
+        engine = VLLMGenerator(setup.model_dir, replace(setup.generator, dtype=dtype), SEED)
+        try:
+            sampled = warm_and_sample(engine, prompt_texts(setup), n=sizes.samples, max_tokens=sizes.max_new_tokens)
+        finally:
+            engine.close()
+        throughput.vllm[dtype] = sampled.tokens_per_s
+        report(f"e_step_tokens_per_s_vllm_{DTYPES[dtype]}", sampled.tokens_per_s)
+    for dtype, short in DTYPES.items():
+        report(f"e_step_speedup_vs_hf_{short}", throughput.vllm[dtype] / throughput.hf[dtype])
+    bf16_speedup = throughput.vllm["bfloat16"] / throughput.hf["bfloat16"]
+    report_target("e_step_speedup_vs_hf_bf16", bf16_speedup, SPEEDUP_TARGET, "x", at_least=True)
+    report("e_step_vllm_bf16_vs_fp32", throughput.vllm["bfloat16"] / throughput.vllm["float32"])
+
+
+def warm_and_sample(engine: VLLMGenerator, prompts: list[str], *, n: int, max_tokens: int) -> Sampled:
+    # The first pass over new batch shapes builds the CPU kernels' primitives.
+    sample_vllm(engine, prompts, n=1, max_tokens=4)
+    return sample_vllm(engine, prompts, n=n, max_tokens=max_tokens)
 
 
 def prefix_reuse(engine: VLLMGenerator, texts: list[str], cached: Sampled, *, n: int, max_tokens: int) -> None:

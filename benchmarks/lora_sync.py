@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from benchmarks.common import SEED, Setup, report
-from benchmarks.e_step import prompt_examples
+from benchmarks.e_step import prompt_texts
 from emreason.generation.vllm_engine import VLLMGenerator
 from emreason.training import lora
 
@@ -38,7 +38,7 @@ def greedy(generate, texts: list[str], lora_request=None, max_tokens: int = MAX_
 
 
 def prompts(setup: Setup) -> list[str]:
-    return [setup.prompts.text(example, hint=hint) for example, hint in prompt_examples(setup)][:PROMPTS]
+    return prompt_texts(setup)[:PROMPTS]
 
 
 def save_random_adapter(setup: Setup, folder: Path) -> None:
