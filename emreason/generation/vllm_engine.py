@@ -40,8 +40,8 @@ class GeneratorConfig:
     # Share of GPU memory vLLM may take (GPU only).
     gpu_memory_utilization: float = 0.5
     # KV-cache size in GiB on a CPU (VLLM_CPU_KVCACHE_SPACE); the default reservation fails
-    # on small machines.
-    cpu_kv_cache_gib: int = 2
+    # on small machines. 1 keeps the default job under 8 GiB; 2 made its E-step ~7% faster.
+    cpu_kv_cache_gib: int = 1
     # GPUs one engine spans (vLLM tensor parallelism).
     tensor_parallel_size: int = 1
     # Reuse the KV cache of shared prompt prefixes (chat template, few-shot text).
