@@ -35,7 +35,8 @@ run: install
 test: install
 	$(VENV)/bin/pytest -ra
 
-# Performance figures (docs/performance.md), then TRICE's gradient variance; about an hour on 2 cores.
+# Performance figures (docs/performance.md), then TRICE's gradient variance; ~25 minutes on 2
+# cores with native bf16, longer where bf16 is emulated (transformers bf16 is its slowest step).
 bench: install
 	$(VENV)/bin/python -m benchmarks
 	$(VENV)/bin/python -m benchmarks.trice_variance
