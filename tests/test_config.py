@@ -1,7 +1,11 @@
-"""Every config composes, and a failing job does not stop a sweep. The errors for wrong keys,
-values and choices are in test_bad_input.py."""
+"""Every config composes, a failing job does not stop a sweep, and the config's engine settings
+reach vLLM. The errors for wrong keys, values and choices are in test_bad_input.py."""
+
+import os
 
 from conftest import REPO, run_emreason
+
+from emreason.generation.vllm_engine import GeneratorConfig, _prepare_cpu_environment
 
 
 def test_every_sampler_and_model_config_composes_within_its_ranges():
@@ -33,3 +37,9 @@ def test_a_failing_job_does_not_stop_the_rest_of_a_sweep(tmp_path):
     for job, path in [(0, "/missing/first"), (1, "/missing/second")]:
         assert (tmp_path / str(job) / ".hydra" / "overrides.yaml").read_text().count(path) == 1
     assert "/missing/first" in result.stderr
+
+
+def test_the_engines_kv_cache_size_is_the_configs_even_over_an_inherited_one(monkeypatch):
+    monkeypatch.setattr(os, "environ", {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"})
+    _prepare_cpu_environment(GeneratorConfig(cpu_kv_cache_gib=3))
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "3"

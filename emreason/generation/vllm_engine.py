@@ -56,7 +56,9 @@ class GeneratorConfig:
 
 def _prepare_cpu_environment(config: GeneratorConfig) -> None:
     """vLLM-on-CPU settings that must be in the environment before the engine process starts."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
+    # Set, not defaulted: a value inherited from a parent process (a benchmark, a launcher) would
+    # otherwise win over the job's config without a word.
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(config.cpu_kv_cache_gib)
     # By default vLLM keeps one core for the main process; it idles during generation.
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{os.cpu_count() - 1}")
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
