@@ -36,6 +36,13 @@ def session_processes(session: int) -> list[psutil.Process]:
     return found
 
 
+def sigint_at_its_default() -> None:
+    """A terminal's foreground job takes Ctrl-C; a job started in the background by a
+    non-interactive shell (`make test &`, some CI runners) inherits SIGINT ignored, and Python
+    then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop_with_sigterm(job: subprocess.Popen) -> None:
     job.send_signal(signal.SIGTERM)  # `kill PID`, a cluster's preemption
 
@@ -53,6 +60,7 @@ def test_a_stopped_job_leaves_no_engine_or_worker_running(tmp_path, stop):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_at_its_default,
     )
     try:
         # The engine has started and is evaluating the baseline. On the CPU its core runs in
