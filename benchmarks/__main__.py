@@ -31,12 +31,12 @@ def main() -> None:
             sampled, throughput = e_step.run(setup, engine)
             trainer = m_step.run(setup, sampled)
             sync_s = weight_sync.sync_into_running_engine(setup, engine, trainer, weights)
-            merged = lora_sync.merged(setup, engine, Path(folder))
+            via_merged = lora_sync.merged(setup, engine, Path(folder))
         finally:
             engine.close()
         del trainer
         weight_sync.restart_engine(setup, weights, sync_s)
-        lora_sync.lora_request(setup, Path(folder), merged)
+        lora_sync.lora_request(setup, Path(folder), via_merged)
     e_step.other_dtypes(setup, throughput)
     em_iteration.run(setup)
     report("bench_s", time.perf_counter() - started)

@@ -70,30 +70,20 @@ def merged(setup: Setup, engine: VLLMGenerator, folder: Path) -> Greedy:
     return result
 
 
-def lora_request(setup: Setup, folder: Path, merged: Greedy) -> None:
+def lora_request(setup: Setup, folder: Path, via_merged: Greedy) -> None:
     """The adapter as a LoRA request to an engine with LoRA enabled (run with no other engine up).
     Each EM iteration brings a new adapter, so the measured request names one the engine has not
     loaded yet."""
-    from vllm import LLM
     from vllm.lora.request import LoRARequest
 
-    config = setup.generator
-    engine = LLM(
-        model=str(setup.model_dir),
-        dtype=config.dtype,
-        max_model_len=config.max_model_len,
-        enforce_eager=config.enforce_eager,
-        seed=SEED,
-        enable_lora=True,
-        max_lora_rank=lora.LoraConfig().rank,
-    )
+    engine = VLLMGenerator(setup.model_dir, setup.generator, SEED, enable_lora=True, max_lora_rank=lora.LoraConfig().rank)
     adapter = str(folder / lora.ADAPTER)
     try:
-        greedy(engine.generate, prompts(setup), LoRARequest("warm-up", 1, adapter), max_tokens=4)
-        result = greedy(engine.generate, prompts(setup), LoRARequest("iteration", 2, adapter))
+        greedy(engine.llm.generate, prompts(setup), LoRARequest("warm-up", 1, adapter), max_tokens=4)
+        result = greedy(engine.llm.generate, prompts(setup), LoRARequest("iteration", 2, adapter))
     finally:
-        engine.llm_engine.engine_core.shutdown()
+        engine.close()
     report("lora_request_tokens_per_s", result.tokens_per_s)
-    report("lora_merged_speedup_vs_lora_request", merged.tokens_per_s / result.tokens_per_s)
-    same = sum(a == b for a, b in zip(result.texts, merged.texts))
-    report("lora_request_same_greedy_text_share", same / len(merged.texts))
+    report("lora_merged_speedup_vs_lora_request", via_merged.tokens_per_s / result.tokens_per_s)
+    same = sum(a == b for a, b in zip(result.texts, via_merged.texts))
+    report("lora_request_same_greedy_text_share", same / len(via_merged.texts))

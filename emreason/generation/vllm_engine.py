@@ -75,7 +75,8 @@ def _on_cpu() -> bool:
 
 
 class VLLMGenerator:
-    def __init__(self, model_dir: Path, config: GeneratorConfig, seed: int):
+    def __init__(self, model_dir: Path, config: GeneratorConfig, seed: int, **engine_options):
+        """engine_options: further `vllm.LLM` arguments (the benchmarks' `enable_lora`)."""
         if _on_cpu():
             _prepare_cpu_environment(config)
         from vllm import LLM
@@ -93,6 +94,7 @@ class VLLMGenerator:
             enable_prefix_caching=config.enable_prefix_caching,
             seed=seed,
             worker_extension_cls="emreason.generation.worker_extension.WeightSyncExtension",
+            **engine_options,
         )
 
     def generate(
