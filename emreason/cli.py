@@ -1,6 +1,7 @@
 """The `emreason` command: a Hydra app that composes conf/ into a job and runs EM."""
 
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -91,8 +92,16 @@ def sweep_group(hydra_config) -> str | None:
     return f"{hydra_config.job.name}-{Path(hydra_config.sweep.dir).name}"
 
 
+def another_nodes_task() -> bool:
+    """A job on several SLURM nodes runs this command once per node (srun, submitit); the EM
+    job is task 0's, which starts the M-step processes on every node itself."""
+    return int(os.environ.get("SLURM_PROCID", "0")) > 0
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if another_nodes_task():
+        return
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)

@@ -89,6 +89,7 @@ RANGES = {
     "optimizer.micro_batch_size": at_least(1),
     "optimizer.max_grad_norm": at_least(0),
     "optimizer.processes": at_least(1),
+    "optimizer.nodes": at_least(1),
     "optimizer.lora.rank": at_least(1),
     "generator.max_model_len": at_least(2),
     "generator.max_new_tokens": at_least(1),
@@ -111,6 +112,12 @@ def check_ranges(cfg: DictConfig) -> None:
         problems.append(
             f"generator.max_new_tokens={max_new_tokens} is out of range: allowed < "
             f"generator.max_model_len={max_model_len}, leaving room for the prompt"
+        )
+    processes, nodes = cfg.optimizer.processes, cfg.optimizer.nodes
+    if nodes >= 1 and processes % nodes:
+        problems.append(
+            f"optimizer.processes={processes} is out of range: allowed a multiple of optimizer.nodes={nodes} "
+            "(every node runs the same number of processes)"
         )
     if problems:
         raise ConfigRangeError("; ".join(problems))

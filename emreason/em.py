@@ -6,6 +6,7 @@ evaluation (greedy accuracy on held-out questions)."""
 import logging
 import random
 import time
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from emreason.samplers.base import EStepResult, Rationale
 from emreason.tracking import Tracker
 from emreason.training.loss import TrainingSequence
 from emreason.training.m_step import MStepTrainer, OptimizerConfig
+from emreason.training.trainer_processes import TrainerProcesses, start_trainer
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,13 @@ def run_em(job: Job, tracker: Tracker) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     prompts = ChatPrompts(tokenizer, job.dataset.prompts, job.generator)
     found = checkpoint.latest(job.run_dir)
-    trainer = MStepTrainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
     max_new_tokens = job.generator.max_new_tokens
-    generator = VLLMGenerator(found / "model" if found else base_model_dir, job.generator, job.seed)
-    try:
+    # Closed in reverse: the engine, then the trainer (its processes, if any).
+    with ExitStack() as running:
+        trainer = start_trainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
+        running.enter_context(closing(trainer))
+        generator = VLLMGenerator(found / "model" if found else base_model_dir, job.generator, job.seed)
+        running.enter_context(closing(generator))
         sampler = build_sampler(job.sampler, Proposer(generator, prompts, max_new_tokens))
         if found:
             resumed = checkpoint.load(found)
@@ -89,7 +94,8 @@ def run_em(job: Job, tracker: Tracker) -> None:
                 if getattr(job.sampler, "restart_from_base", False):
                     trainer.restart_from_base()
                 sequences = training_sequences(e_step.accepted, prompts, tokenizer)
-                _, m_step_s = timed(trainer.m_step, sequences)
+                with generator.asleep():
+                    _, m_step_s = timed(trainer.m_step, sequences)
             else:
                 log.warning("Iteration %d: the E-step accepted no rationale; skipping the M-step.", iteration)
             staging = stage_weights(job.run_dir, trainer, tokenizer)
@@ -103,8 +109,6 @@ def run_em(job: Job, tracker: Tracker) -> None:
             tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings))
             log.info("EM iteration %d: checkpoint", iteration)
             commit_checkpoint(job, staging, iteration, trainer, sampler)
-    finally:
-        generator.close()
 
 
 def start_phase(phase: str, iteration: int, job: Job, generator: VLLMGenerator) -> None:
@@ -134,7 +138,7 @@ def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepRes
     }
 
 
-def stage_weights(run_dir: Path, trainer: MStepTrainer, tokenizer) -> Path:
+def stage_weights(run_dir: Path, trainer: MStepTrainer | TrainerProcesses, tokenizer) -> Path:
     """The next checkpoint's folder, holding the policy's weights (what the engine loads)."""
     with checkpoint.writing(run_dir):
         staging = checkpoint.staging_dir(run_dir)
@@ -143,7 +147,7 @@ def stage_weights(run_dir: Path, trainer: MStepTrainer, tokenizer) -> Path:
     return staging
 
 
-def commit_checkpoint(job: Job, staging: Path, iteration: int, trainer: MStepTrainer, sampler) -> None:
+def commit_checkpoint(job: Job, staging: Path, iteration: int, trainer: MStepTrainer | TrainerProcesses, sampler) -> None:
     """Written after the iteration's metrics row: a resume redoes the iterations after the
     last committed one and drops their rows, so no row is lost or doubled."""
     with checkpoint.writing(job.run_dir):

@@ -2,24 +2,46 @@
 
 The policy is the whole model (full fine-tuning) or LoRA adapters on the frozen model
 (`optimizer.lora`); the optimizer step is the same for both, over whichever parameters train.
-With `optimizer.processes > 1` the steps run in that many torchrun processes (data_parallel.py).
+With `optimizer.processes > 1` the trainer lives in that many torchrun processes for the whole
+job (trainer_processes.py), each holding a shard of it (FSDP2, data_parallel.py).
 """
 
 import json
 import math
 import random
-import tempfile
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
 from emreason.training import lora
-from emreason.training.data_parallel import ERROR, LOSSES, Handoff, Ranks, run_torchrun
+from emreason.training.data_parallel import PolicyLoss, Ranks, TrainerMemory, full_value, shard, trainer_memory
 from emreason.training.lora import LoraConfig
-from emreason.training.loss import TrainingSequence, collate, weighted_nll
+from emreason.training.loss import TrainingSequence, collate
+
+# A checkpoint's sharded trainer state (torch.distributed.checkpoint): the trained parameters
+# and their AdamW moments, readable by any number of processes.
+TRAINER_STATE = "trainer"
+TRAINER_RNG = "trainer_rng.json"
+# Only the parameters that train are checkpointed (under LoRA, the adapters); the frozen ones
+# come from the base model.
+TRAINED_ONLY = StateDictOptions(ignore_frozen_params=True, strict=False)
+
+
+class TrainerLauncher(str, Enum):
+    local = "local"  # torchrun agents on this machine (optimizer.nodes of them simulate nodes)
+    srun = "srun"  # one torchrun agent per node of the SLURM allocation, started with srun
 
 
 @dataclass
@@ -42,9 +64,13 @@ class OptimizerConfig:
     dtype: str = "float32"
     # Train LoRA adapters on the frozen model instead of every weight (optimizer=lora).
     lora: LoraConfig | None = None
-    # Processes the M-step runs in, launched with torchrun each M-step (one per GPU, nccl;
-    # gloo on CPUs). 1 trains in the job's own process.
+    # Processes the M-step runs in, all nodes together (one per GPU, nccl; gloo on CPUs),
+    # started once per job with torchrun. 1 trains in the job's own process.
     processes: int = 1
+    # Nodes the processes spread over (processes / nodes per node).
+    nodes: int = 1
+    # How the torchrun agents start: on this machine, or one per SLURM node (docs/training.md).
+    launcher: TrainerLauncher = TrainerLauncher.local
 
 
 @dataclass
@@ -59,58 +85,107 @@ class NonFiniteTrainingError(RuntimeError):
 
 
 class MStepTrainer:
-    """Holds the policy being learned and its optimizer for the whole job."""
+    """Holds the policy being learned and its optimizer for the whole job: in the job's process,
+    or one shard of them in each M-step process (`ranks`)."""
 
     def __init__(
-        self, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int, device: torch.device | None = None
+        self,
+        base_model_dir: Path,
+        config: OptimizerConfig,
+        pad_id: int,
+        seed: int,
+        device: torch.device | None = None,
+        ranks: Ranks = Ranks(),
     ):
         self.base_model_dir = base_model_dir
         self.config = config
         self.pad_id = pad_id
         self.seed = seed
+        self.ranks = ranks
+        # Every process draws the same batch order, so the result does not depend on their number.
         self.rng = random.Random(seed)
-        # With several processes, they train on the GPUs; this copy only hands the state over.
-        on_gpu = torch.cuda.is_available() and config.processes == 1
-        self.device = device or torch.device("cuda" if on_gpu else "cpu")
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.restart_from_base()
 
     def restart_from_base(self) -> None:
         """The base model (with fresh adapters under LoRA) and a fresh optimizer; also the
         original STaR's outer loop."""
-        model = AutoModelForCausalLM.from_pretrained(self.base_model_dir, dtype=getattr(torch, self.config.dtype))
+        dtype = getattr(torch, self.config.dtype)
+        model = AutoModelForCausalLM.from_pretrained(self.base_model_dir, dtype=dtype)
         if self.config.lora:
             model = lora.add_adapter(model, self.config.lora, self.seed)
         self.model = model.to(self.device).eval()
+        self.loss = PolicyLoss(self.model)
+        if self.ranks.world_size > 1:
+            shard(self.loss, dtype)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def save_weights(self, folder: Path) -> None:
         """Write the policy's weights as safetensors, for the engine to load (under LoRA the
-        base weights with the adapters merged in)."""
+        base weights with the adapters merged in). Sharded, every process takes part and the
+        first one writes."""
+        state = self._whole_state()
+        if self.ranks.rank > 0:
+            return
         if self.config.lora:
-            lora.save_merged(self.model, folder)
+            lora.save_merged(self.model, state, folder)
         else:
-            self.model.save_pretrained(folder)
+            self.model.save_pretrained(folder, state_dict=state)
+
+    def _whole_state(self) -> dict[str, torch.Tensor]:
+        """The policy's state dict, gathered onto the first process's CPU when sharded (the
+        others get an empty one)."""
+        if self.ranks.world_size == 1:
+            return self.model.state_dict()
+        gathered = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if not gathered:
+            return gathered
+        # Tied weights (the LM head on the input embeddings) come back as copies; one tensor
+        # again, so that the weights files hold them once, as in one process.
+        first_name = {}
+        for name, parameter in self.model.state_dict(keep_vars=True).items():
+            first_name.setdefault(id(parameter), name)
+        return {name: gathered[first_name[id(parameter)]] for name, parameter in self.model.state_dict(keep_vars=True).items()}
 
     def save_training_state(self, folder: Path) -> None:
-        """What a resumed job needs beside the weights (save_weights into folder/model) to
-        train on exactly as this one would: the optimizer moments and the batch order, and
-        under LoRA the adapters themselves."""
-        if self.config.lora:
-            lora.save_adapter(self.model, folder)
-        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
-        (folder / "trainer_rng.json").write_text(json.dumps(self.rng.getstate()))
+        """What a resumed job needs to train on exactly as this one would, on any number of
+        processes: the trained parameters and their optimizer moments (a sharded checkpoint,
+        folder/trainer) and the batch order."""
+        # Before the first step there are no moments: asking for them would make torch take an
+        # empty step, which counts in AdamW's bias correction.
+        state = self._training_state(with_moments=bool(self.optimizer.state))
+        dcp.save(state, checkpoint_id=folder / TRAINER_STATE, no_dist=self.ranks.world_size == 1)
+        if self.ranks.rank == 0:
+            (folder / TRAINER_RNG).write_text(json.dumps(self.rng.getstate()))
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Continue from what save_weights (folder/model) and save_training_state wrote."""
-        if self.config.lora:
-            lora.load_adapter(self.model, folder)
+        """Continue from what save_training_state wrote, whatever number of processes wrote it."""
+        saved = dcp.FileSystemReader(folder / TRAINER_STATE).read_metadata().state_dict_metadata
+        # The current state is the template DCP reads into: these shapes, this process's shards.
+        state = self._training_state(with_moments=any(key.startswith("optimizer.") for key in saved))
+        dcp.load(state, checkpoint_id=folder / TRAINER_STATE, no_dist=self.ranks.world_size == 1)
+        if "optimizer" in state:
+            set_state_dict(
+                self.model, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                options=TRAINED_ONLY,
+            )
         else:
-            trained = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=getattr(torch, self.config.dtype))
-            self.model.load_state_dict(trained.state_dict())
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=self.device))
-        version, state, gauss = json.loads((folder / "trainer_rng.json").read_text())
-        self.rng.setstate((version, tuple(state), gauss))
+            set_model_state_dict(self.model, state["model"], options=TRAINED_ONLY)
+        version, rng_state, gauss = json.loads((folder / TRAINER_RNG).read_text())
+        self.rng.setstate((version, tuple(rng_state), gauss))
+
+    def _training_state(self, with_moments: bool) -> dict:
+        if not with_moments:
+            return {"model": get_model_state_dict(self.model, options=TRAINED_ONLY)}
+        model_state, optimizer_state = get_state_dict(self.model, self.optimizer, options=TRAINED_ONLY)
+        return {"model": model_state, "optimizer": optimizer_state}
+
+    def memory(self) -> TrainerMemory:
+        return trainer_memory(list(self.model.parameters()), self.optimizer)
+
+    def close(self) -> None:
+        """Nothing to stop: the trainer lives in the job's process (see TrainerProcesses)."""
 
     def batches(self, sequences: list[TrainingSequence]) -> list[list[TrainingSequence]]:
         """Optimizer steps of similar-length sequences (little padding), in random order."""
@@ -121,62 +196,41 @@ class MStepTrainer:
         return steps
 
     def m_step(self, sequences: list[TrainingSequence]) -> MStepStats:
-        # Drawn here, once, so the result does not depend on the number of processes.
         steps = [step for _ in range(self.config.epochs) for step in self.batches(sequences)]
-        losses = self._train_in_processes(steps) if self.config.processes > 1 else self.train(steps)
+        losses = self.train(steps)
         tokens = sum(len(s.completion_ids) for step in steps for s in step)
         return MStepStats(sum(losses) / len(losses), len(steps), tokens)
 
-    def train(self, steps: list[list[TrainingSequence]], ranks: Ranks = Ranks()) -> list[float]:
+    def train(self, steps: list[list[TrainingSequence]]) -> list[float]:
         """Apply the optimizer steps in order; their losses."""
         self.model.train()
         try:
-            progress = tqdm(steps, desc="M-step", unit="step", disable=ranks.rank > 0)
-            return [self._optimizer_step(step, f"{n} of {len(steps)}", ranks) for n, step in enumerate(progress, 1)]
+            progress = tqdm(steps, desc="M-step", unit="step", disable=self.ranks.rank > 0)
+            return [self._optimizer_step(step, f"{n} of {len(steps)}") for n, step in enumerate(progress, 1)]
         finally:
             self.model.eval()
 
-    def _optimizer_step(self, step: list[TrainingSequence], which: str, ranks: Ranks) -> float:
+    def _optimizer_step(self, step: list[TrainingSequence], which: str) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.accumulate_gradients(step, ranks)
+        loss = self.accumulate_gradients(step)
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.trainable if p.grad is not None])
-        check_finite(which, loss, grad_norm.item())
+        # Every process sees the same summed loss and norm, so all stop at the same step.
+        check_finite(which, loss, full_value(grad_norm).item())
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(self.trainable, self.config.max_grad_norm, grad_norm)
         self.optimizer.step()
         return loss
 
-    def accumulate_gradients(self, step: list[TrainingSequence], ranks: Ranks = Ranks()) -> float:
+    def accumulate_gradients(self, step: list[TrainingSequence]) -> float:
         """Backpropagate the step's loss (this process's share of its sequences, micro-batch by
-        micro-batch) and sum the gradients over processes; the step's loss."""
+        micro-batch; FSDP sums the shares' gradients); the step's loss."""
         num_tokens = sum(len(s.completion_ids) for s in step)
-        share = ranks.share(step)
-        size = self.config.micro_batch_size
         loss = 0.0
-        for start in range(0, len(share), size):
-            micro_batch = collate(share[start : start + size], self.pad_id).to(self.device)
-            micro_loss = weighted_nll(self.model, micro_batch, num_tokens)
+        for micro_batch in self.ranks.micro_batches(step, self.config.micro_batch_size):
+            micro_loss = self.loss(collate(micro_batch, self.pad_id).to(self.device), num_tokens)
             micro_loss.backward()
             loss += micro_loss.item()
-        ranks.sum_gradients(self.trainable)
-        return ranks.sum(loss, self.device)
-
-    def _train_in_processes(self, steps: list[list[TrainingSequence]]) -> list[float]:
-        """Run the steps under torchrun. The processes start from a checkpoint of this trainer
-        in a temporary folder; rank 0 writes the trained one back there, and this trainer
-        loads it, so checkpoints and resuming work as with one process."""
-        with tempfile.TemporaryDirectory(prefix="emreason-m-step-") as name:
-            folder = Path(name)
-            self.save_weights(folder / "model")
-            self.save_training_state(folder)
-            Handoff(self.base_model_dir, self.config, self.pad_id, self.seed, steps).save(folder)
-            exit_code = run_torchrun("emreason.training.distributed", folder, self.config.processes)
-            if (folder / ERROR).exists():
-                raise NonFiniteTrainingError((folder / ERROR).read_text())
-            if exit_code != 0:
-                raise RuntimeError(f"The M-step's torchrun processes failed (exit code {exit_code}); see their output above.")
-            self.load_checkpoint(folder)
-            return json.loads((folder / LOSSES).read_text())
+        return self.ranks.sum(loss, self.device)
 
 
 def check_finite(which: str, loss: float, grad_norm: float) -> None:
