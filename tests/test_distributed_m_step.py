@@ -60,56 +60,69 @@ def save(trainer, folder):
     return load_file(folder / "model" / "model.safetensors")
 
 
+@pytest.fixture(scope="module")
+def pairs(tiny_model_dir):
+    """Two-process trainers, started once per LoRA choice and shared by the tests, as a job
+    shares them between its M-steps."""
+    started = {}
+
+    def pair(lora: LoraConfig | None) -> TrainerProcesses:
+        if repr(lora) not in started:
+            started[repr(lora)] = TrainerProcesses(tiny_model_dir, config(lora, processes=2), pad_id=0, seed=0)
+        return started[repr(lora)]
+
+    yield pair
+    for trainer in started.values():
+        trainer.close()
+
+
 @pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
-def test_two_processes_train_like_one_with_signed_and_unsigned_weights(tiny_model_dir, tmp_path, lora):
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_two_processes_train_like_one(tiny_model_dir, tmp_path, pairs, lora, weighting):
     alone = MStepTrainer(tiny_model_dir, config(lora), pad_id=0, seed=0)
-    pair = TrainerProcesses(tiny_model_dir, config(lora, processes=2), pad_id=0, seed=0)
-    try:
-        for weighting, sequences in WEIGHTINGS.items():
-            alone.restart_from_base()
-            pair.restart_from_base()
-            alone_stats, pair_stats = alone.m_step(sequences), pair.m_step(sequences)
+    pair = pairs(lora)
+    # The pair starts where a fresh trainer does, whatever it ran before: the base model, no
+    # optimizer moments, the seed's batch order (a checkpoint taken before any step).
+    alone.save_training_state(tmp_path / "fresh")
+    pair.restart_from_base()
+    pair.load_checkpoint(tmp_path / "fresh")
 
-            assert pair_stats.optimizer_steps == alone_stats.optimizer_steps == 6
-            assert pair_stats.tokens_trained == alone_stats.tokens_trained
-            assert pair_stats.loss == pytest.approx(alone_stats.loss, rel=1e-5), weighting
-            # The engine's weights (merged under LoRA).
-            expected = save(alone, tmp_path / weighting / "alone")
-            assert_close_state(save(pair, tmp_path / weighting / "pair"), expected, exact=False)
-            # The moments show the gradients were summed, not averaged (Adam's step hardly
-            # depends on the gradient's scale); read back through the sharded checkpoint.
-            reader = MStepTrainer(tiny_model_dir, config(lora), pad_id=0, seed=0)
-            reader.load_checkpoint(tmp_path / weighting / "pair")
-            assert_close_state(optimizer_moments(reader), optimizer_moments(alone), exact=False)
-            assert reader.rng.getstate() == alone.rng.getstate()
-    finally:
-        pair.close()
+    sequences = WEIGHTINGS[weighting]
+    alone_stats, pair_stats = alone.m_step(sequences), pair.m_step(sequences)
+    assert pair_stats.optimizer_steps == alone_stats.optimizer_steps == 6
+    assert pair_stats.tokens_trained == alone_stats.tokens_trained
+    assert pair_stats.loss == pytest.approx(alone_stats.loss, rel=1e-5)
+    # The engine's weights (merged under LoRA).
+    assert_close_state(save(pair, tmp_path / "pair"), save(alone, tmp_path / "alone"), exact=False)
+    # The moments show the gradients were summed, not averaged (Adam's step hardly depends on
+    # the gradient's scale); read back through the sharded checkpoint.
+    reader = MStepTrainer(tiny_model_dir, config(lora), pad_id=0, seed=0)
+    reader.load_checkpoint(tmp_path / "pair")
+    assert_close_state(optimizer_moments(reader), optimizer_moments(alone), exact=False)
+    assert reader.rng.getstate() == alone.rng.getstate()
 
 
 @pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
-def test_a_checkpoint_moves_from_one_process_to_two_and_back_exactly(tiny_model_dir, tmp_path, lora):
+def test_a_checkpoint_moves_from_one_process_to_two_and_back_exactly(tiny_model_dir, tmp_path, pairs, lora):
     alone = MStepTrainer(tiny_model_dir, config(lora), pad_id=0, seed=0)
     alone.m_step(SIGNED)
     weights = save(alone, tmp_path / "alone")
 
-    pair = TrainerProcesses(tiny_model_dir, config(lora, processes=2), pad_id=0, seed=0)
-    try:
-        pair.load_checkpoint(tmp_path / "alone")
-        assert_close_state(save(pair, tmp_path / "pair"), weights, exact=True)
-        back = MStepTrainer(tiny_model_dir, config(lora), pad_id=0, seed=0)
-        back.load_checkpoint(tmp_path / "pair")
-        assert_close_state(trained(back), trained(alone), exact=True)
-        assert_close_state(optimizer_moments(back), optimizer_moments(alone), exact=True)
-        assert back.rng.getstate() == alone.rng.getstate()
+    pair = pairs(lora)
+    pair.load_checkpoint(tmp_path / "alone")
+    assert_close_state(save(pair, tmp_path / "pair"), weights, exact=True)
+    back = MStepTrainer(tiny_model_dir, config(lora), pad_id=0, seed=0)
+    back.load_checkpoint(tmp_path / "pair")
+    assert_close_state(trained(back), trained(alone), exact=True)
+    assert_close_state(optimizer_moments(back), optimizer_moments(alone), exact=True)
+    assert back.rng.getstate() == alone.rng.getstate()
 
-        # Training goes on as the uninterrupted trainer's: exactly in one process, to rounding in two.
-        pair.m_step(UNSIGNED)
-        back.m_step(UNSIGNED)
-        alone.m_step(UNSIGNED)
-        assert_close_state(trained(back), trained(alone), exact=True)
-        assert_close_state(save(pair, tmp_path / "pair-next"), save(alone, tmp_path / "alone-next"), exact=False)
-    finally:
-        pair.close()
+    # Training goes on as the uninterrupted trainer's: exactly in one process, to rounding in two.
+    pair.m_step(UNSIGNED)
+    back.m_step(UNSIGNED)
+    alone.m_step(UNSIGNED)
+    assert_close_state(trained(back), trained(alone), exact=True)
+    assert_close_state(save(pair, tmp_path / "pair-next"), save(alone, tmp_path / "alone-next"), exact=False)
 
 
 def test_two_nodes_with_a_shared_rendezvous_train_like_one_node(tiny_model_dir, tmp_path):

@@ -12,9 +12,11 @@ nodes in tests); `srun` starts one agent per node of the SLURM allocation with `
 rendezvous on the job's node (docs/training.md).
 """
 
+import ctypes
 import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +36,8 @@ AUTHKEY_ENV = "EMREASON_TRAINER_AUTHKEY"
 # Requests beside the trainer's own methods, and the kinds of reply.
 START, CLOSE = "start", "close"
 OK, NON_FINITE, FAILED = "ok", "non-finite", "failed"
+# prctl's option number (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 # Seconds the agents get to finish after `close` before they are killed.
 CLOSE_TIMEOUT_S = 60
 
@@ -59,7 +63,10 @@ class TrainerProcesses:
         host = socket.gethostname() if config.launcher == TrainerLauncher.srun else "127.0.0.1"
         environment = {**os.environ, ADDRESS_ENV: f"{host}:{server.getsockname()[1]}", AUTHKEY_ENV: authkey.hex()}
         log.info("Starting %d M-step processes on %d node(s)", config.processes, config.nodes)
-        self.agents = [subprocess.Popen(command, env=environment) for command in agent_commands(config, host)]
+        self.agents = [
+            subprocess.Popen(command, env=environment, preexec_fn=stop_with_parent)
+            for command in agent_commands(config, host)
+        ]
         try:
             with server:
                 self.connections = self._accept(server, authkey)
@@ -153,6 +160,12 @@ def agent_commands(config: OptimizerConfig, host: str) -> list[list[str]]:
         return [agent] * config.nodes
     # One task per node; --overlap lets the step share the nodes with the job's own step.
     return [["srun", f"--nodes={config.nodes}", "--ntasks-per-node=1", "--overlap", "--kill-on-bad-exit=1", *agent]]
+
+
+def stop_with_parent() -> None:
+    """Run in each agent before it starts: the kernel sends it SIGTERM when the job's process
+    dies, even by SIGKILL, and torchrun then stops its processes (Linux's PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
