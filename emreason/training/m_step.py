@@ -143,10 +143,11 @@ class MStepTrainer:
             return gathered
         # Tied weights (the LM head on the input embeddings) come back as copies; one tensor
         # again, so that the weights files hold them once, as in one process.
+        parameters = self.model.state_dict(keep_vars=True)
         first_name = {}
-        for name, parameter in self.model.state_dict(keep_vars=True).items():
+        for name, parameter in parameters.items():
             first_name.setdefault(id(parameter), name)
-        return {name: gathered[first_name[id(parameter)]] for name, parameter in self.model.state_dict(keep_vars=True).items()}
+        return {name: gathered[first_name[id(parameter)]] for name, parameter in parameters.items()}
 
     def save_training_state(self, folder: Path) -> None:
         """What a resumed job needs to train on exactly as this one would, on any number of
