@@ -117,16 +117,8 @@ def test_mmlu_subjects_select_files():
 
 
 BBH_NUMBER_TASKS = {"multistep_arithmetic_two", "object_counting"}
-BBH_TEXT_TASKS = {
-    "boolean_expressions",
-    "causal_judgement",
-    "dyck_languages",
-    "formal_fallacies",
-    "navigate",
-    "sports_understanding",
-    "web_of_lies",
-    "word_sorting",
-}
+BBH_YES_NO_TASKS = {"boolean_expressions", "causal_judgement", "navigate", "sports_understanding", "web_of_lies"}
+BBH_TEXT_TASKS = {"dyck_languages", "formal_fallacies", "word_sorting"}
 
 
 def test_bbh_all_tasks_with_their_answer_kinds():
@@ -136,19 +128,22 @@ def test_bbh_all_tasks_with_their_answer_kinds():
         tasks.setdefault(example.id.split("/")[0], []).append(example)
     assert len(tasks) == 27
     sizes = {task: len(examples) for task, examples in tasks.items() if len(examples) != 250}
-    # The three rows whose target is not among their options are skipped.
+    # The three rows whose target is not among their options are skipped, and causal_judgement's
+    # two pairs of rows that ask the same question with opposite answers.
     assert sizes == {
-        "causal_judgement": 187,
+        "causal_judgement": 183,
         "penguins_in_a_table": 146,
         "snarks": 178,
         "movie_recommendation": 249,
         "ruin_names": 248,
     }
-    assert benchmark.skipped_rows == 3
+    assert benchmark.skipped_rows == 7
     for task, examples in tasks.items():
         expected = (
             AnswerKind.NUMBER
             if task in BBH_NUMBER_TASKS
+            else AnswerKind.YES_NO
+            if task in BBH_YES_NO_TASKS
             else AnswerKind.TEXT
             if task in BBH_TEXT_TASKS
             else AnswerKind.LETTER

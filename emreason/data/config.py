@@ -39,11 +39,13 @@ class AnswerKey(str, Enum):
 class AnswerKindSetting(str, Enum):
     """The answer kind of a benchmark's examples."""
 
-    # Per subset: letter when there are choices, else the kind most answers have ("(A)"-style
-    # letters, numbers, or text); rows of another kind then fail as bad rows.
+    # Per subset: letter when there are choices; yes_no when every answer is yes/no or true/false
+    # (words or JSON booleans); else the kind most answers have ("(A)"-style letters, numbers, or
+    # text); rows of another kind then fail as bad rows.
     auto = "auto"
     letter = "letter"
     number = "number"
+    yes_no = "yes_no"
     text = "text"
 
 
@@ -85,6 +87,8 @@ class PromptTemplates:
     letter: str
     # The answer is a number.
     number: str
+    # The answer is yes or no; {yes} and {no} are the data set's words ("Yes"/"No" or "True"/"False").
+    yes_no: str
     # The answer is free text.
     text: str
 
@@ -97,6 +101,7 @@ class PromptConfig:
             letter='{question}\n\nThink step by step. Then finish with "The answer is (X)." '
             "where X is the letter of the correct option.",
             number='{question}\n\nThink step by step. Then finish with "The answer is N." where N is the final number.',
+            yes_no='{question}\n\nThink step by step. Then finish with "The answer is {yes}." or "The answer is {no}."',
             text='{question}\n\nThink step by step. Then finish with "The answer is TEXT." '
             "where TEXT is your final answer.",
         )
@@ -108,6 +113,8 @@ class PromptConfig:
             letter="{question}\n\nThe correct answer is ({answer}). Explain step by step why. "
             'Then finish with "The answer is ({answer})."',
             number="{question}\n\nThe correct answer is {answer}. Explain step by step how to get it. "
+            'Then finish with "The answer is {answer}."',
+            yes_no="{question}\n\nThe correct answer is {answer}. Explain step by step why. "
             'Then finish with "The answer is {answer}."',
             text="{question}\n\nThe correct answer is {answer}. Explain step by step why. "
             'Then finish with "The answer is {answer}."',
