@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from emreason import checkpoint
+from emreason import checkpoint, rationale_log
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
@@ -72,6 +72,7 @@ def run_em(job: Job, tracker: Tracker) -> None:
         else:
             start_phase("evaluation", 0, job, generator)
             baseline, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
+            rationale_log.write(job.run_dir, 0, "evaluation", baseline.rationales)
             tracker.log_iteration({"iteration": 0, **test_metrics(baseline), "eval_s": eval_s})
             log.info("EM iteration 0: checkpoint")
             commit_checkpoint(job, stage_weights(job.run_dir, trainer, tokenizer), 0, trainer, sampler)
@@ -82,6 +83,7 @@ def run_em(job: Job, tracker: Tracker) -> None:
             start_phase("E-step", iteration, job, generator)
             e_step, e_step_s = timed(sampler.e_step, questions)
             tracker.log_rationales(iteration, e_step.proposals)
+            rationale_log.write(job.run_dir, iteration, "e_step", e_step.proposals)
 
             m_step_s = sync_s = 0.0
             if e_step.accepted:
@@ -99,6 +101,7 @@ def run_em(job: Job, tracker: Tracker) -> None:
 
             start_phase("evaluation", iteration, job, generator)
             result, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
+            rationale_log.write(job.run_dir, iteration, "evaluation", result.rationales)
             timings = {"e_step_s": e_step_s, "m_step_s": m_step_s, "sync_s": sync_s, "eval_s": eval_s}
             tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings))
             log.info("EM iteration %d: checkpoint", iteration)
@@ -124,6 +127,8 @@ def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepRes
         "rationales_kept": len(kept),
         "questions_with_rationale": len({r.example.id for r in kept}) / len(questions),
         "mean_rationale_tokens": mean([len(r.completion.token_ids) for r in kept]),
+        # Kept rationales that went on after their answer, trained only up to it.
+        "rationales_cut_after_answer": sum(r.ran_past_answer for r in kept),
         "tokens_generated": e_step.tokens_generated,
         "tokens_per_accepted_rationale": e_step.tokens_generated / max(len(kept), 1),
         "prompts_truncated": e_step.prompts_truncated,
@@ -175,15 +180,31 @@ def questions_for_iteration(train: list[Example], iteration: int, size: int, see
 
 def training_sequences(accepted: list[Rationale], prompts: ChatPrompts, tokenizer) -> list[TrainingSequence]:
     """Each accepted rationale as the M-step sees it: given the UNHINTED prompt, even when it
-    was sampled from the hinted one (the hint belongs to the proposal, not to the model)."""
+    was sampled from the hinted one (the hint belongs to the proposal, not to the model).
+    A rationale that goes on after its final answer statement (often to the token limit, inventing
+    new questions) is trained up to the end of that statement, then end-of-sequence: what follows
+    the answer is not what the model should learn to write."""
     sequences = []
     for rationale in accepted:
         prompt_ids = tokenizer(prompts.text(rationale.example, hint=False)).input_ids
         completion_ids = rationale.completion.token_ids
-        if rationale.completion.finished and completion_ids[-1:] != (tokenizer.eos_token_id,):
+        if rationale.ran_past_answer:
+            completion_ids = _through(completion_ids, rationale.answer_end, tokenizer)
+        if (rationale.completion.finished or rationale.ran_past_answer) and completion_ids[-1:] != (
+            tokenizer.eos_token_id,
+        ):
             completion_ids += (tokenizer.eos_token_id,)
         sequences.append(TrainingSequence(tuple(prompt_ids), completion_ids, rationale.weight))
     return sequences
+
+
+def _through(token_ids: tuple[int, ...], characters: int, tokenizer) -> tuple[int, ...]:
+    """The shortest prefix of the sampled tokens whose text covers the first `characters`
+    characters (the sampled tokens are kept, not the text re-tokenized)."""
+    for count in range(1, len(token_ids) + 1):
+        if len(tokenizer.decode(token_ids[:count], skip_special_tokens=True)) >= characters:
+            return token_ids[:count]
+    return token_ids
 
 
 def test_metrics(result: Evaluation) -> dict:

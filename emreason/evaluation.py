@@ -1,11 +1,11 @@
 """Test-time accuracy: greedy decoding from the unhinted prompt on held-out questions."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.generation.completion import Generator
-from emreason.samplers.base import Proposer
+from emreason.samplers.base import Proposer, Rationale
 
 
 @dataclass
@@ -21,6 +21,8 @@ class Evaluation:
     # Questions left unanswered because their prompt was too long (generator.on_long_prompt=skip);
     # counted as wrong in accuracy, not as unparseable.
     questions_skipped: int = 0
+    # The graded answers, one per question not skipped.
+    rationales: list[Rationale] = field(default_factory=list)
 
 
 def evaluate(
@@ -37,4 +39,5 @@ def evaluate(
         mean_tokens=sum(len(a.completion.token_ids) for a in answers) / max(len(answers), 1),
         prompts_truncated=sum(a.prompt_truncated for a in answers),
         questions_skipped=count - len(answers),
+        rationales=answers,
     )

@@ -303,6 +303,58 @@ def test_a_dataset_config_built_in_python_loads_too(tmp_path: Path):
     assert len(benchmark.train) + len(benchmark.test) == 4
 
 
+def test_boolean_gold_answers_load_as_yes_no(tmp_path: Path):
+    rows = [{"question": f"Is {n} even?", "answer": n % 2 == 0} for n in range(10)]
+    benchmark = load("short_answer", f"local_path='{write_rows(tmp_path / 'even.jsonl', rows)}'")
+    examples = benchmark.train + benchmark.test
+    assert {example.answer_kind for example in examples} == {AnswerKind.YES_NO}
+    assert {example.answer for example in examples} == {"Yes", "No"}
+    assert grade("4 is divisible by 2. The answer is yes.", Example("x", "Is 4 even?", "Yes", AnswerKind.YES_NO)).correct
+
+
+def test_choices_as_a_list_of_objects_with_label_and_text_need_no_conversion(tmp_path: Path):
+    rows = [
+        {
+            "question": f"Which colour is number {n}?",
+            "choices": [{"label": label, "text": text} for label, text in zip("1234", COLOURS)],
+            "answer": str(n % 4 + 1),
+        }
+        for n in range(8)
+    ]
+    path = write_rows(tmp_path / "quiz.json", rows)
+    by_label = load(
+        "multiple_choice",
+        f"local_path='{path}'",
+        "fields.choices=choices.text",
+        "fields.choice_labels=choices.label",
+        "fields.answer_key=label",
+    )
+    examples = by_label.train + by_label.test
+    assert {example.choices for example in examples} == {tuple(COLOURS)}
+    assert sorted(example.answer for example in examples) == sorted("ABCD" * 2)
+    letters = write_rows(tmp_path / "letters.json", [dict(row, answer="ABCD"[int(row["answer"]) - 1]) for row in rows])
+    assert load("multiple_choice", f"local_path='{letters}'", "fields.choices=choices").test[0].choices == tuple(COLOURS)
+
+
+def test_a_field_path_that_matches_no_row_fails_at_load_time_showing_the_row(tmp_path: Path):
+    path = write_rows(tmp_path / "quiz.jsonl", [GOOD_ROW, dict(GOOD_ROW, question="Sky at night?")])
+    with pytest.raises(BadRowError) as error:
+        load("multiple_choice", f"local_path='{path}'", "fields.choices=options.text", "on_bad_row=skip")
+    assert error.value.row == 1 and error.value.field == "options.text"
+    assert '{"question": str, "choices": [str, ...], "answer": str}' in str(error.value)
+
+
+def test_the_same_question_with_two_gold_answers_is_two_bad_rows(tmp_path: Path):
+    rows = [GOOD_ROW, dict(GOOD_ROW, question="Sky at night?"), dict(GOOD_ROW, answer="A")]
+    path = write_rows(tmp_path / "quiz.jsonl", rows)
+    with pytest.raises(BadRowError) as error:
+        load("multiple_choice", f"local_path='{path}'", "fields.choices=choices")
+    assert (error.value.row, error.value.field) == (1, "answer")
+    assert "the same question as row 3 with another answer" in str(error.value)
+    skipped = load("multiple_choice", f"local_path='{path}'", "fields.choices=choices", "on_bad_row=skip")
+    assert skipped.skipped_rows == 2 and len(skipped.train + skipped.test) == 1
+
+
 # Malformed data: every error names the file, the row and the field.
 
 GOOD_ROW = {"question": "What colour is the sky?", "choices": COLOURS, "answer": "C"}

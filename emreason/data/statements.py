@@ -25,7 +25,7 @@ _BOXED = re.compile(r"\\boxed\s*\{")
 # An echoed instruction: 'Then finish with "The answer is Yes." or "The answer is No."', to its line's end.
 _ECHO = re.compile(r"(?:finish|end|conclude|answer)\w*\s+(?:it\s+)?with\s*[\"“'`][^\n]*", re.IGNORECASE)
 _PLACEHOLDER = re.compile(
-    r"[\s*_\"“”'`$]*(?:\(?[XN]\)?|TEXT|ANSWER|\.\.\.|_+|\[[^\]]*\]|\{[^}]*\}|<[^>]*>)[\s.*_\"“”'`$]*",
+    r"[\s*_\"“”'`$]*(?:\(?X\)?|N|TEXT|ANSWER|\.\.\.|_+|\[[^\]]*\]|\{[^}]*\}|<[^>]*>)[\s.*_\"“”'`$]*",
 )
 _INVENTED_QUESTION = re.compile(
     r"^[\s*#>]*(?:question|q|problem|exercise|user|human|instruction)\s*\d*\s*[:.]|<\|im_start\|>",

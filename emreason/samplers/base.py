@@ -45,6 +45,13 @@ class Rationale:
     weight: float = 1.0
     # True when the prompt's middle was cut to fit the engine (generator.on_long_prompt).
     prompt_truncated: bool = False
+    # Character offset in the completion where its final answer statement ends (Grade.answer_end).
+    answer_end: int | None = None
+
+    @property
+    def ran_past_answer(self) -> bool:
+        """True when the completion goes on after its final answer statement."""
+        return self.answer_end is not None and bool(self.completion.text[self.answer_end :].strip())
 
 
 @dataclass
@@ -108,7 +115,10 @@ class Proposer:
 
 def _graded(example: Example, completion: Completion, hinted: bool, prompt_truncated: bool) -> Rationale:
     result = grade(completion.text, example)
-    return Rationale(example, completion, result.answer, result.correct, hinted, prompt_truncated=prompt_truncated)
+    return Rationale(
+        example, completion, result.answer, result.correct, hinted,
+        prompt_truncated=prompt_truncated, answer_end=result.answer_end,
+    )
 
 
 def keep_correct(rationales_per_question: list[list[Rationale]], keep: Keep) -> EStepResult:
