@@ -129,6 +129,8 @@ ROWS = [
     # Config: choices, keys and types (Hydra and the structured configs).
     Row("unknown group choice", command_fails("sampler=nope", "--cfg", "job"),
         ["Could not find 'sampler/nope'", "Available options in 'sampler'", "pps", "rs", "star", "trice"]),
+    Row("unknown preset", command_fails("experiment=tinny", "--cfg", "job"),
+        ["Could not find 'experiment/tinny'", "Available options in 'experiment'", "tiny"]),
     Row("unknown key", config_fails("sampler.budgett=3"), ["Key 'budgett' not in", "sampler.budgett"]),
     Row("wrong type", config_fails("sampler=rs", "sampler.budget=many"),
         ["Value 'many' of type 'str' could not be converted to Integer", "sampler.budget"]),
