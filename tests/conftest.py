@@ -4,6 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests: no time limit per example (these machines are busy and timing is not what they
+# test), and the same examples on every run.
+settings.register_profile("emreason", deadline=None, derandomize=True)
+settings.load_profile("emreason")
 
 REPO = Path(__file__).resolve().parent.parent
 EMREASON = str(Path(sys.executable).parent / "emreason")

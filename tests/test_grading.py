@@ -47,6 +47,10 @@ CASES = [
     (ARC, "Step 1: the Moon orbits Earth.\nStep 2: Mars orbits the Sun.\n\nThe answer is **(B)**.", "B", True),
     (ARC, "(B)", "B", True),
     (ARC, "B", "B", True),
+    (ARC, "B) Mars", "B", True),
+    (ARC, "Mars", "B", True),
+    (ARC, "A) Mars", None, False),
+    (ARC, "Mars is the fourth planet from the Sun.", None, False),
     (ARC, "The answer is (A).", "A", False),
     (ARC, "I first thought the answer is (A), but Mars orbits the Sun. The answer is (B).", "B", True),
     (ARC, "The answer is (B). Wait, the Moon is larger in the sky. The answer is (C).", "C", False),
@@ -81,6 +85,7 @@ CASES = [
     # 10. Letter and option text that disagree: no single answer.
     (FOOD, "The answer is (D) predator.", None, False),
     (FOOD, "The answer is (C) predator.", "C", True),
+    (FOOD, "The answer is (predator).", "C", True),
     (GAS, "The answer is (A) carbon dioxide.", None, False),
     # Letters outside the options, or no letter at all.
     (ARC, "The answer is (E).", None, False),

@@ -42,8 +42,16 @@ class _Reading:
 _LETTER_REFERENCE = re.compile(
     r"\(([A-Za-z])\)|\b(?:option|choice|letter)\s+([A-Za-z])\b|(?<![\w'’-])([A-Z])(?![\w'’-])(?!\s+[a-z])"
 )
+_STARTS_WITH_LETTER = re.compile(r"\(?[A-Z]\)(?:\s|$)|[A-Z]\.?$")
 _HEDGE = re.compile(r"\s(?:or|and/or)\s|\s/\s", re.IGNORECASE)
 _MATH = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+# Longer answer phrases are not parsed: math-verify's own time limit would make a grade depend
+# on how busy the machine is, so it is off, and the input is bounded instead.
+_LONGEST_MATH_PHRASE = 200
+
+
+def _parse(text: str) -> list:
+    return parse(text, _MATH, parsing_timeout=None) if len(text) <= _LONGEST_MATH_PHRASE else []
 
 
 def grade(completion: str, example: Example) -> Grade:
@@ -61,7 +69,7 @@ def extract_answer(completion: str, example: Example) -> str | None:
 def _equal(answer: str, example: Example) -> bool:
     kind = example.answer_kind
     if kind is AnswerKind.NUMBER:
-        return bool(verify(parse(example.answer, _MATH), parse(answer, _MATH)))
+        return bool(verify(_parse(example.answer), _parse(answer), timeout_seconds=None))
     if kind is AnswerKind.YES_NO:
         return answer == yes_no(example.answer)
     if kind is AnswerKind.TEXT:
@@ -78,11 +86,11 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
     # BBH writes the options inside the question instead of in `choices`.
     allowed = LETTERS[: len(example.choices)] if example.choices else option_letters(example.question)
     if statement is None:
-        bare = unwrap(completion.strip().rstrip("."))
-        match = re.fullmatch(r"\(?([A-Z])\)?", bare)
-        if match and match.group(1) in allowed:
-            return _Reading(match.group(1), "bare")
-        return _Reading(None, "no_statement")
+        # A completion of one line that is an option ("B", "A) electrical", "carbon dioxide").
+        line = unwrap(completion.strip())
+        if "\n" in line or not (_STARTS_WITH_LETTER.match(line) or _options_named(line, example, whole=True)):
+            return _Reading(None, "no_statement")
+        statement = Statement(line, len(completion), "bare")
     phrase = statement.phrase
     references = list(_LETTER_REFERENCE.finditer(phrase))
     if not references and re.fullmatch(r"\(?[a-z]\)?", phrase):
@@ -103,10 +111,13 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
     return _Reading(None, "hedge" if named_by_text else "unreadable")
 
 
-def _options_named(text: str, example: Example) -> set[str]:
-    """Letters of the options whose whole text the phrase contains; a longer option's text is
-    matched first, so "salt water" does not also name the option "water"."""
-    remaining = f" {normalize_text(text)} "
+def _options_named(text: str, example: Example, whole: bool = False) -> set[str]:
+    """Letters of the options whose whole text the phrase contains (or is, with whole=True); a
+    longer option's text is matched first, so "salt water" does not also name the option "water"."""
+    text = normalize_text(text).strip("()[]")
+    if whole:
+        return {LETTERS[i] for i, option in enumerate(example.choices) if normalize_text(option) == text}
+    remaining = f" {text} "
     named = set()
     options = sorted(enumerate(example.choices), key=lambda item: -len(item[1]))
     for index, option in options:
@@ -130,7 +141,7 @@ def _read_number(completion: str, statement: Statement | None, example: Example)
 
 def _number_reading(text: str, rule: str) -> _Reading:
     """The value the text ends at ("2 + 3 = 5" -> 5), parsed by math-verify."""
-    parsed = parse(text.replace("−", "-"), _MATH)
+    parsed = _parse(text.replace("−", "-"))
     if not parsed:
         return _Reading(None, "unreadable")
     value, written = parsed[0], str(parsed[-1])
