@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from emreason.chat import ChatPrompts
-from emreason.config import register_configs
+from emreason.config import register_configs, resolve_precision
 from emreason.data.config import as_dataset_config
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
@@ -51,11 +51,14 @@ class Setup:
 
 
 def load_setup() -> Setup:
-    """The default job's model, generator and optimizer settings, and ARC-Easy training questions."""
+    """The default job's model, generator and optimizer settings (dtypes resolved), and ARC-Easy
+    training questions."""
     sizes = QUICK if os.environ.get("EMREASON_BENCH_QUICK") else Sizes()
     register_configs()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("config")
+    # The job's dtypes as the job resolves them (`auto`: bf16 where native, else float32).
+    resolve_precision(cfg)
     dataset = as_dataset_config(cfg.dataset)
     model_dir = resolve_model(OmegaConf.to_object(cfg.model))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -11,7 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emreason import checkpoint
-from emreason.config import check_ranges, register_configs
+from emreason.config import check_ranges, register_configs, resolve_precision
 from emreason.data.config import as_dataset_config
 from emreason.em import Job, run_em
 from emreason.tracking import Tracker
@@ -42,6 +42,7 @@ OmegaConf.register_new_resolver("emreason.run_dir", run_dir_of)
 
 def build_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Job:
     check_ranges(cfg)
+    resolve_precision(cfg)
     return Job(
         dataset=as_dataset_config(cfg.dataset),
         model=OmegaConf.to_object(cfg.model),

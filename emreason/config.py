@@ -2,6 +2,7 @@
 dataclasses, so a wrong key or value fails before any model loads, naming the key; then
 `check_ranges` checks the numbers types cannot (a learning rate of 0, no iterations)."""
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,12 +10,15 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from emreason import precision
 from emreason.data.config import DatasetConfig
 from emreason.generation.vllm_engine import GeneratorConfig
 from emreason.model_store import ModelConfig
 from emreason.samplers import SAMPLERS
 from emreason.tracking import LoggerConfig
-from emreason.training.m_step import OptimizerConfig
+from emreason.training.m_step import M_STEP_DTYPES, OptimizerConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,6 +94,7 @@ RANGES = {
     "optimizer.max_grad_norm": at_least(0),
     "optimizer.processes": at_least(1),
     "optimizer.lora.rank": at_least(1),
+    "optimizer.dtype": ((lambda value: value in M_STEP_DTYPES), f"one of {', '.join(M_STEP_DTYPES)}"),
     "generator.max_model_len": at_least(2),
     "generator.max_new_tokens": at_least(1),
     "generator.gpu_memory_utilization": ((lambda value: 0 < value <= 1), "> 0 and <= 1"),
@@ -114,3 +119,13 @@ def check_ranges(cfg: DictConfig) -> None:
         )
     if problems:
         raise ConfigRangeError("; ".join(problems))
+
+
+def resolve_precision(cfg: DictConfig) -> None:
+    """Replace `auto` in generator.dtype and optimizer.dtype by the dtype this machine computes
+    natively (emreason/precision.py), in place, and log the choice; the job's saved config (in
+    every checkpoint and the W&B run) then records what ran."""
+    for key in ("generator.dtype", "optimizer.dtype"):
+        dtype = OmegaConf.select(cfg, key)
+        log.info("%s: %s", key, precision.describe(dtype))
+        OmegaConf.update(cfg, key, precision.resolve(dtype))

@@ -56,7 +56,7 @@ def run_em(job: Job, tracker: Tracker) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     prompts = ChatPrompts(tokenizer, job.dataset.prompts, job.generator)
     found = checkpoint.latest(job.run_dir)
-    trainer = MStepTrainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
+    trainer = MStepTrainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed, checkpoint=found)
     max_new_tokens = job.generator.max_new_tokens
     generator = VLLMGenerator(found / "model" if found else base_model_dir, job.generator, job.seed)
     try:
@@ -64,7 +64,6 @@ def run_em(job: Job, tracker: Tracker) -> None:
         if found:
             resumed = checkpoint.load(found)
             log.info("Resuming after EM iteration %d from %s", resumed.iteration, found)
-            trainer.load_checkpoint(found)
             sampler.load_state_dict(resumed.sampler_state)
             # Last: loading the models above must not draw from the restored RNG states.
             checkpoint.restore(resumed, job.run_dir)

@@ -13,6 +13,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import report_target
 from benchmarks.em_iteration import peak_memory
+from benchmarks.hardware import Limits, parameter_count
 from benchmarks.m_step import padding_waste_pct
 from emreason.generation.hf_generate import HFGenerator
 from emreason.training.loss import TrainingSequence
@@ -103,3 +104,17 @@ def test_peak_memory_counts_the_child_processes():
     assert job.returncode == 0
     assert 300 * MIB < peak_rss < 400 * MIB
     assert 300 * MIB < peak_pss <= peak_rss
+
+
+def test_the_limits_count_each_parameter_once_and_2_and_6_flop_per_parameter_and_token(tiny_model_dir):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    # The tied embedding is one tensor, the LM head's weight.
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    params = parameter_count(AutoConfig.from_pretrained(tiny_model_dir))
+    assert params == sum(p.numel() for p in model.parameters())
+    limits = Limits(params, {"float32": 3.0})
+    assert limits.decode_tokens_per_s("float32") == pytest.approx(3e9 / (2 * params))
+    assert limits.training_tokens_per_s("float32") == pytest.approx(3e9 / (6 * params))
+

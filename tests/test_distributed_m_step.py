@@ -13,7 +13,9 @@ SEQUENCES = SIGNED_SEQUENCES + [TrainingSequence((5, 6), (20, 21, 22, 23, 24)), 
 
 
 def train(model_dir, processes: int, **options):
-    config = OptimizerConfig(lr=1e-2, epochs=2, batch_size=3, micro_batch_size=1, processes=processes, **options)
+    config = OptimizerConfig(
+        lr=1e-2, epochs=2, batch_size=3, micro_batch_size=1, processes=processes, dtype="float32", **options
+    )
     trainer = MStepTrainer(model_dir, config, pad_id=0, seed=0)
     return trainer, trainer.m_step(SEQUENCES)
 

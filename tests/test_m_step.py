@@ -1,8 +1,10 @@
 """The M-step trainer: length-grouped padded micro-batches give the gradient of each sequence
-alone, a non-finite step is stopped before it is applied, and a checkpoint continues exactly."""
+alone, bf16 compute keeps float32 master weights, a non-finite step is stopped before it is
+applied, and a checkpoint continues exactly, loading the weights once."""
 
 import pytest
 import torch
+import transformers
 
 from emreason.training.loss import TrainingSequence
 from emreason.training.m_step import MStepTrainer, NonFiniteTrainingError, OptimizerConfig, check_finite
@@ -19,8 +21,10 @@ SEQUENCES = [
 ]
 
 
-def trainer(model_dir, pad_id=PAD, **options) -> MStepTrainer:
-    return MStepTrainer(model_dir, OptimizerConfig(**options), pad_id, seed=0)
+def trainer(model_dir, pad_id=PAD, checkpoint=None, **options) -> MStepTrainer:
+    # float32 unless asked: `auto` would be bfloat16 on a machine with native bf16.
+    config = OptimizerConfig(**{"dtype": "float32", **options})
+    return MStepTrainer(model_dir, config, pad_id, seed=0, checkpoint=checkpoint)
 
 
 def gradients(model) -> dict[str, torch.Tensor]:
@@ -105,8 +109,7 @@ def test_a_checkpoint_continues_exactly_as_the_uninterrupted_trainer(tiny_model_
     uninterrupted.save_training_state(tmp_path)
     uninterrupted.m_step(SEQUENCES)
 
-    resumed = trainer(tiny_model_dir, **options)
-    resumed.load_checkpoint(tmp_path)
+    resumed = trainer(tiny_model_dir, **options, checkpoint=tmp_path)
     at_checkpoint = [p.detach().clone() for p in resumed.trainable]
     resumed.m_step(SEQUENCES)
 
@@ -114,3 +117,61 @@ def test_a_checkpoint_continues_exactly_as_the_uninterrupted_trainer(tiny_model_
     for name, tensor in resumed.model.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
     assert all(not torch.equal(p, start) for p, start in zip(resumed.trainable, at_checkpoint))
+
+
+@pytest.mark.parametrize("lora", [None, LoraConfig(rank=4, alpha=8.0)], ids=["full", "lora"])
+def test_a_trainer_resumed_from_a_checkpoint_loads_the_weights_once(tiny_model_dir, tmp_path, monkeypatch, lora):
+    trained = trainer(tiny_model_dir, lr=1e-2, batch_size=2, lora=lora)
+    trained.m_step(SEQUENCES)
+    trained.save_weights(tmp_path / "model")
+    trained.save_training_state(tmp_path)
+    loaded = []
+    from_pretrained = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM, "from_pretrained",
+        lambda folder, **options: loaded.append(folder) or from_pretrained(folder, **options),
+    )
+
+    resumed = trainer(tiny_model_dir, lr=1e-2, batch_size=2, lora=lora, checkpoint=tmp_path)
+
+    # Full fine-tuning loads the checkpoint's weights; LoRA the base model (its adapters are small).
+    assert loaded == [tiny_model_dir if lora else tmp_path / "model"]
+    expected = trained.model.state_dict()
+    for name, tensor in resumed.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+
+
+def test_bfloat16_compute_keeps_float32_master_weights_and_the_float32_update(tiny_model_dir):
+    """optimizer.dtype=bfloat16 is autocast: the matrix products run in bf16 and the gradient
+    lands within 2% (per parameter, relative norm) of float32's, while weights, gradients and
+    AdamW moments stay float32. Small updates are kept: a step of lr = 1e-7 (a relative change
+    of ~5e-6 on these weights, std 0.02, far below bf16's resolution of 2^-8) moves every weight
+    that has a gradient, and 99% of the weights by the float32 step's size (within 10%); the
+    rest are those whose tiny gradient bf16 rounds to zero or flips (Adam's first step is
+    lr * sign(g), so a flipped sign moves the weight the other way, by the same size)."""
+    lr = 1e-7
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        policy = trainer(tiny_model_dir, dtype=dtype, lr=lr, batch_size=len(SEQUENCES))
+        before = {name: p.detach().clone() for name, p in policy.model.named_parameters()}
+        [step] = policy.batches(SEQUENCES)
+        policy.optimizer.zero_grad(set_to_none=True)
+        loss = policy.accumulate_gradients(step)
+        grads = {name: p.grad.clone() for name, p in policy.model.named_parameters()}
+        policy.optimizer.step()
+        updates = {name: p.detach() - before[name] for name, p in policy.model.named_parameters()}
+        results[dtype] = loss, grads, updates
+        assert all(p.dtype == torch.float32 for p in policy.model.parameters())
+        assert all(p.grad.dtype == torch.float32 for p in policy.model.parameters())
+        moments = [moment for state in policy.optimizer.state.values() for moment in (state["exp_avg"], state["exp_avg_sq"])]
+        assert moments and all(moment.dtype == torch.float32 for moment in moments)
+
+    (loss32, grads32, updates32), (loss16, grads16, updates16) = results["float32"], results["bfloat16"]
+    assert loss16 != loss32, "bf16 autocast did not run"
+    assert loss16 == pytest.approx(loss32, rel=1e-2)
+    same_size = []
+    for name in grads32:
+        assert (grads16[name] - grads32[name]).norm() / grads32[name].norm() < 0.02, name
+        assert torch.equal(updates16[name] != 0, grads16[name] != 0), name
+        same_size.append(((updates16[name].abs() - updates32[name].abs()).abs() <= 0.1 * lr).flatten())
+    assert torch.cat(same_size).float().mean() >= 0.99

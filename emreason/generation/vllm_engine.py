@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from emreason import precision
 from emreason.generation.completion import Completion
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,10 @@ class LongPrompt(str, Enum):
 
 @dataclass
 class GeneratorConfig:
-    # Weights dtype in the engine. float32 is fastest on CPUs without AVX-512 bf16 support;
-    # use bfloat16 on GPUs.
-    dtype: str = "float32"
+    # Weights and compute dtype in the engine (any vLLM dtype); auto = bfloat16 where the
+    # hardware computes it natively (CUDA, CPU flag avx512_bf16 or amx_bf16), else float32,
+    # which is faster on CPUs whose bf16 is emulated (emreason/precision.py).
+    dtype: str = precision.AUTO
     # Longest prompt + rationale the engine accepts, in tokens.
     max_model_len: int = 2048
     # Rationale length cap, in tokens, for the E-step and the evaluation.
@@ -86,7 +88,7 @@ class VLLMGenerator:
         # Per-request seeds crash vLLM's CPU sampler; `reseed` reseeds the whole engine instead.
         self.llm = LLM(
             model=str(model_dir),
-            dtype=config.dtype,
+            dtype=precision.resolve(config.dtype),
             max_model_len=config.max_model_len,
             enforce_eager=config.enforce_eager,
             gpu_memory_utilization=config.gpu_memory_utilization,

@@ -14,8 +14,7 @@ from emreason.training.m_step import MStepTrainer, NonFiniteTrainingError
 def main(folder: Path) -> None:
     ranks, device = join_process_group()
     handoff = Handoff.load(folder)
-    trainer = MStepTrainer(handoff.base_model_dir, handoff.config, handoff.pad_id, handoff.seed, device)
-    trainer.load_checkpoint(folder)
+    trainer = MStepTrainer(handoff.base_model_dir, handoff.config, handoff.pad_id, handoff.seed, device, folder)
     try:
         losses = trainer.train(handoff.steps, ranks)
     except NonFiniteTrainingError as error:

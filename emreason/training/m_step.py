@@ -16,10 +16,14 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
+from emreason import precision
 from emreason.training import lora
 from emreason.training.data_parallel import ERROR, LOSSES, Handoff, Ranks, run_torchrun
 from emreason.training.lora import LoraConfig
 from emreason.training.loss import TrainingSequence, collate, weighted_nll
+
+# optimizer.dtype's choices: the dtype the forward and backward passes compute in.
+M_STEP_DTYPES = (precision.AUTO, "float32", "bfloat16")
 
 
 @dataclass
@@ -38,8 +42,10 @@ class OptimizerConfig:
     micro_batch_size: int = 2
     # Gradient clipping norm (0 disables it).
     max_grad_norm: float = 1.0
-    # Trainer weights dtype; float32 keeps AdamW exact on a CPU.
-    dtype: str = "float32"
+    # Compute dtype: float32, or bfloat16 (autocast; the weights, gradients and AdamW state stay
+    # float32, so small updates are not lost); auto = bfloat16 where the hardware computes it
+    # natively (CUDA, CPU flag avx512_bf16 or amx_bf16), else float32 (emreason/precision.py).
+    dtype: str = precision.AUTO
     # Train LoRA adapters on the frozen model instead of every weight (optimizer=lora).
     lora: LoraConfig | None = None
     # Processes the M-step runs in, launched with torchrun each M-step (one per GPU, nccl;
@@ -62,8 +68,17 @@ class MStepTrainer:
     """Holds the policy being learned and its optimizer for the whole job."""
 
     def __init__(
-        self, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int, device: torch.device | None = None
+        self,
+        base_model_dir: Path,
+        config: OptimizerConfig,
+        pad_id: int,
+        seed: int,
+        device: torch.device | None = None,
+        checkpoint: Path | None = None,
     ):
+        """checkpoint: a folder that save_weights (into checkpoint/model) and save_training_state
+        wrote, to continue from (a resumed job) with one load of the weights; None starts from
+        the base model."""
         self.base_model_dir = base_model_dir
         self.config = config
         self.pad_id = pad_id
@@ -72,17 +87,28 @@ class MStepTrainer:
         # With several processes, they train on the GPUs; this copy only hands the state over.
         on_gpu = torch.cuda.is_available() and config.processes == 1
         self.device = device or torch.device("cuda" if on_gpu else "cpu")
-        self.restart_from_base()
+        self.compute_dtype = getattr(torch, precision.resolve(config.dtype))
+        self._build(checkpoint)
 
     def restart_from_base(self) -> None:
         """The base model (with fresh adapters under LoRA) and a fresh optimizer; also the
         original STaR's outer loop."""
-        model = AutoModelForCausalLM.from_pretrained(self.base_model_dir, dtype=getattr(torch, self.config.dtype))
+        self._build(None)
+
+    def _build(self, checkpoint: Path | None) -> None:
+        """The policy and its optimizer, from the base model or continued from checkpoint.
+        Full fine-tuning continues from the checkpoint's weights; LoRA from the base model
+        with the checkpoint's adapters."""
+        weights = checkpoint / "model" if checkpoint and not self.config.lora else self.base_model_dir
+        # float32 master weights whatever the compute dtype (bf16 is autocast, see accumulate_gradients).
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
         if self.config.lora:
             model = lora.add_adapter(model, self.config.lora, self.seed)
         self.model = model.to(self.device).eval()
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        if checkpoint:
+            self._load_training_state(checkpoint)
 
     def save_weights(self, folder: Path) -> None:
         """Write the policy's weights as safetensors, for the engine to load (under LoRA the
@@ -102,12 +128,16 @@ class MStepTrainer:
         (folder / "trainer_rng.json").write_text(json.dumps(self.rng.getstate()))
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Continue from what save_weights (folder/model) and save_training_state wrote."""
+        """Continue from what save_weights (folder/model) and save_training_state wrote, into
+        this trainer's model (how the M-step's processes hand their result back)."""
+        if not self.config.lora:
+            trained = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=torch.float32)
+            self.model.load_state_dict(trained.state_dict())
+        self._load_training_state(folder)
+
+    def _load_training_state(self, folder: Path) -> None:
         if self.config.lora:
             lora.load_adapter(self.model, folder)
-        else:
-            trained = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=getattr(torch, self.config.dtype))
-            self.model.load_state_dict(trained.state_dict())
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=self.device))
         version, state, gauss = json.loads((folder / "trainer_rng.json").read_text())
         self.rng.setstate((version, tuple(state), gauss))
@@ -155,7 +185,8 @@ class MStepTrainer:
         loss = 0.0
         for start in range(0, len(share), size):
             micro_batch = collate(share[start : start + size], self.pad_id).to(self.device)
-            micro_loss = weighted_nll(self.model, micro_batch, num_tokens)
+            with torch.autocast(self.device.type, self.compute_dtype, enabled=self.compute_dtype != torch.float32):
+                micro_loss = weighted_nll(self.model, micro_batch, num_tokens)
             micro_loss.backward()
             loss += micro_loss.item()
         ranks.sum_gradients(self.trainable)
