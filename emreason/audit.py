@@ -42,7 +42,7 @@ def audit(records: list[dict], sample: int, seed: int) -> str:
     changed = []
     graded = []
     for record in records:
-        result = grade(record["completion"], record["example"])
+        result = grade(record["completion"], record["example"], record["finished"])
         kind = record["example"].answer_kind.value
         rules[(record["phase"], kind, result.rule)] += 1
         if (result.answer, result.correct) != (record["answer"], record["correct"]):

@@ -234,6 +234,18 @@ def test_the_grade_names_the_rule_that_decided(example, completion, rule):
     assert grade(completion, example).rule == rule
 
 
+def test_a_completion_cut_off_at_the_token_limit_concludes_only_if_its_statements_agree():
+    flip_flop = "Step 1: the answer is Yes.\nStep 2: the answer is No.\nStep 3: Sima"
+    assert grade(flip_flop, LIAR).answer == "no"
+    cut = grade(flip_flop, LIAR, finished=False)
+    assert (cut.answer, cut.correct, cut.rule) == (None, False, "unconcluded")
+    repeated = "The answer is (B) Mars.\nThe answer is (B) Mars.\nThe answer is (B) Ma"
+    assert grade(repeated, ARC, finished=False).correct
+    corrected = "The answer is (A)... no, Mars orbits the Sun, so the answer is actually (B)."
+    assert grade(corrected, ARC, finished=True).correct
+    assert grade("No, Sima lies, because her friend", LIAR, finished=False).rule == "unconcluded"
+
+
 def test_answer_end_is_where_the_final_statement_ends():
     completion = "Mars orbits the Sun. The answer is (B).\n\nQuestion: Which is a star? The answer is (A)."
     result = grade(completion, ARC)

@@ -5,6 +5,7 @@ The grade is the reward every sampler filters on, so it is strict about hedging 
 or no", a letter whose option text names another option: no answer) and generous about format
 (markdown, LaTeX boxes, lower case, option text instead of the letter, 1/2 for 0.5). A rationale
 that never concludes has no answer: the grader does not pick a number it merely mentioned.
+A rationale cut off at the token limit concludes only if its statements agree.
 A rationale without a readable answer is wrong, never an error."""
 
 import re
@@ -14,7 +15,7 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 
 from emreason.data.answers import LETTERS, normalize_number, normalize_text, option_letters, yes_no
 from emreason.data.example import AnswerKind, Example
-from emreason.data.statements import Statement, answer_region, final_statement, unwrap
+from emreason.data.statements import Statement, answer_region, answer_statements, unwrap
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Grade:
     correct: bool
     # Which rule decided, for audits (emreason-grade): "statement", "boxed", "bare", "first_yes_no"
     # when an answer was read; else why there is none: "no_statement", "unreadable", "hedge",
-    # "not_an_option", "letter_text_disagree".
+    # "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit without an
+    # answer statement, or while its statements still disagree).
     rule: str = "no_statement"
     # Character offset in the completion where the final answer statement ends (closing
     # punctuation included); None without a statement. The M-step trains a kept rationale up to here.
@@ -54,10 +56,17 @@ def _parse(text: str) -> list:
     return parse(text, _MATH, parsing_timeout=None) if len(text) <= _LONGEST_MATH_PHRASE else []
 
 
-def grade(completion: str, example: Example) -> Grade:
-    """The grade of one completion. Raises nothing: an unreadable answer is a wrong one."""
-    statement = final_statement(completion)
-    reading = _READERS[example.answer_kind](completion, statement, example)
+def grade(completion: str, example: Example, finished: bool = True) -> Grade:
+    """The grade of one completion; finished=False for a completion cut off at the token limit.
+    Raises nothing: an unreadable answer is a wrong one."""
+    statements = answer_statements(completion)
+    statement = statements[-1] if statements else None
+    read = _READERS[example.answer_kind]
+    reading = read(completion, statement, example)
+    if not finished and reading.answer is not None:
+        stated = {read(completion, s, example).answer for s in statements} - {None}
+        if statement is None or len(stated) > 1:
+            reading = _Reading(None, "unconcluded")
     end = statement.end if statement else None
     return Grade(reading.answer, reading.answer is not None and _equal(reading.answer, example), reading.rule, end)
 

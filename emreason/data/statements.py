@@ -6,7 +6,9 @@ The rules, for every answer kind (docs/grading.md states them with examples):
   "Problem:", "User:" (a question the model invented) and everything after it are ignored.
 - Template echoes are not statements: one inside a quotation after "finish/end with", or one whose
   answer is a placeholder ("(X)", "N", "TEXT"), as small models repeat the prompt's instruction.
-- The LAST statement left decides, whatever filler words it carries ("the answer is actually (B)").
+- The LAST statement left decides, whatever filler words it carries ("the answer is actually (B)"),
+  except in a completion cut off at the token limit: there, statements that disagree with each
+  other are deliberation that never concluded, and so is a completion without any statement.
 - A statement's answer phrase runs to the end of its sentence or line, or to a clause that gives a
   reason ("because", "since", ", not ..."); when the statement ends its line ("The answer is:"),
   the phrase is the block of lines below it.
@@ -63,20 +65,18 @@ def answer_region(completion: str) -> str:
     return completion[: invented.start()] if invented else completion
 
 
-def final_statement(completion: str) -> Statement | None:
-    """The last answer statement of the completion that is not a template echo, or None when
-    there is none (an unconcluded rationale)."""
+def answer_statements(completion: str) -> list[Statement]:
+    """Every answer statement of the completion that is not a template echo, in order."""
     region = answer_region(completion)
-    candidates = sorted(_statements(region), key=lambda s: s[0])
     echoes = [echo.span() for echo in _ECHO.finditer(region)]
-    for start, phrase_start, form in reversed(candidates):
+    found = []
+    for start, phrase_start, form in sorted(_statements(region), key=lambda s: s[0]):
         if any(echo_start < start < echo_end for echo_start, echo_end in echoes):
             continue
         phrase, end = _phrase(region, phrase_start, form)
-        if _PLACEHOLDER.fullmatch(phrase):
-            continue
-        return Statement(unwrap(phrase), end, form)
-    return None
+        if not _PLACEHOLDER.fullmatch(phrase):
+            found.append(Statement(unwrap(phrase), end, form))
+    return found
 
 
 def unwrap(text: str) -> str:

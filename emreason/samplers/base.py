@@ -114,7 +114,7 @@ class Proposer:
 
 
 def _graded(example: Example, completion: Completion, hinted: bool, prompt_truncated: bool) -> Rationale:
-    result = grade(completion.text, example)
+    result = grade(completion.text, example, completion.finished)
     return Rationale(
         example, completion, result.answer, result.correct, hinted,
         prompt_truncated=prompt_truncated, answer_end=result.answer_end,
