@@ -1,6 +1,7 @@
 """The `emreason` command: a Hydra app that composes conf/ into a job and runs EM."""
 
 import logging
+import shlex
 import signal
 from pathlib import Path
 
@@ -22,6 +23,8 @@ register_configs()
 
 # conf/ sits beside the package at the top of the repository (an editable install).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# What Hydra writes into a sweep directory: the sweep's config and command-line overrides.
+MULTIRUN_FILE = "multirun.yaml"
 
 
 def run_dir_of(resume: str | None, fresh_dir: str) -> str:
@@ -37,7 +40,39 @@ def run_dir_of(resume: str | None, fresh_dir: str) -> str:
     return resume
 
 
+def sweep_dir_of(resume: str | None, fresh_dir: str) -> str:
+    """hydra.sweep.dir. `resume=` continues one run and is not swept: under -m it stops the
+    command here, before Hydra creates anything, saying what to run instead."""
+    if resume is None:
+        return fresh_dir
+    raise SystemExit(f"Error: {resume_under_multirun(Path(resume))}")
+
+
+def resume_under_multirun(folder: Path) -> str:
+    message = [f"resume={folder} cannot be used with -m: it continues one run, and a sweep is continued by rerunning it."]
+    sweep = next((d for d in (folder, folder.parent) if (d / MULTIRUN_FILE).is_file()), None)
+    if sweep is not None:
+        message.append(
+            f"To continue the sweep {sweep} (finished jobs are skipped, killed ones resume from their "
+            f"checkpoints, missing ones start), rerun its command in its sweep directory:\n  {continue_sweep_command(sweep)}"
+        )
+    if checkpoint.latest(folder) is not None:
+        message.append(f"To continue the run {folder} alone, drop -m:\n  emreason resume={folder}")
+    if len(message) == 1:
+        message.append(f"{folder} is neither a sweep directory (no {MULTIRUN_FILE}) nor a run directory with a complete checkpoint.")
+    return "\n".join(message)
+
+
+def continue_sweep_command(sweep: Path) -> str:
+    """The command that ran the sweep in sweep_dir (from the multirun.yaml Hydra wrote there),
+    pinned to that sweep directory."""
+    overrides = OmegaConf.load(sweep / MULTIRUN_FILE).hydra.overrides
+    launcher = [o for o in overrides.hydra if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]
+    return shlex.join(["emreason", "-m", *launcher, *overrides.task, f"hydra.sweep.dir={sweep}"])
+
+
 OmegaConf.register_new_resolver("emreason.run_dir", run_dir_of)
+OmegaConf.register_new_resolver("emreason.sweep_dir", sweep_dir_of)
 
 
 def build_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Job:
@@ -99,7 +134,13 @@ def main(cfg: DictConfig) -> None:
     overrides = list(hydra_config.overrides.task)
     if cfg.resume is not None:
         cfg, overrides = config_to_resume(Path(cfg.resume), overrides)
+    found = checkpoint.latest(run_dir)
+    if found is not None and checkpoint.load(found).iteration >= cfg.em.iterations:
+        # A rerun sweep skips its finished jobs.
+        log.info("%s has done all %d EM iterations (%s): nothing to run.", run_dir, cfg.em.iterations, found)
+        return
     job = build_job(cfg, run_dir, overrides)
+    checkpoint.restore_history(run_dir, found)
     tracker = Tracker(
         run_dir,
         OmegaConf.to_object(cfg.logger),
