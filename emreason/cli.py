@@ -104,6 +104,29 @@ def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
     return list(merged.values())
 
 
+# Overrides a rerun sweep may add or change for all its jobs: they extend a run or change how it
+# is logged, not which job it is.
+NOT_THE_JOB = ("em.iterations", "logger.")
+
+
+def check_same_job(run_dir: Path, found: Path, overrides: list[str]) -> None:
+    """A rerun sweep must give each job folder the job whose checkpoint is there: Hydra numbers
+    the jobs by the order of the overrides, and another order or list would resume one job's
+    checkpoint with another job's config."""
+
+    def the_job(lines: list[str]) -> set[str]:
+        parsed = OverridesParser.create().parse_overrides(lines)
+        return {o.input_line for o in parsed if not o.key_or_group.startswith(NOT_THE_JOB)}
+
+    saved = checkpoint.load(found).overrides
+    if the_job(saved) != the_job(overrides):
+        raise SystemExit(
+            f"Error: {run_dir} holds the checkpoint of the job `{' '.join(saved)}`, but this sweep's job "
+            f"there is `{' '.join(overrides)}`. A sweep continues with the overrides it was started with, "
+            "in the same order (they number the jobs); another sweep needs another hydra.sweep.dir."
+        )
+
+
 def config_to_resume(resume_dir: Path, new_overrides: list[str]) -> tuple[DictConfig, list[str]]:
     """The config of the job that wrote resume_dir's checkpoint, composed again from its
     overrides plus this command line's (`emreason resume=DIR em.iterations=4` extends a run)."""
@@ -132,9 +155,14 @@ def main(cfg: DictConfig) -> None:
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
     overrides = list(hydra_config.overrides.task)
+    if cfg.resume is not None and hydra_config.mode == RunMode.MULTIRUN:
+        # Reached when hydra.sweep.dir is given too, so sweep_dir_of was not asked.
+        raise SystemExit(f"Error: {resume_under_multirun(Path(cfg.resume))}")
     if cfg.resume is not None:
         cfg, overrides = config_to_resume(Path(cfg.resume), overrides)
     found = checkpoint.latest(run_dir)
+    if found is not None and hydra_config.mode == RunMode.MULTIRUN:
+        check_same_job(run_dir, found, overrides)
     if found is not None and checkpoint.load(found).iteration >= cfg.em.iterations:
         # A rerun sweep skips its finished jobs.
         log.info("%s has done all %d EM iterations (%s): nothing to run.", run_dir, cfg.em.iterations, found)

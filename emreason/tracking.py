@@ -97,8 +97,7 @@ class Tracker:
         if mode is not WandbMode.disabled:
             import wandb
 
-            remove_wandb_runs(run_dir / "wandb")
-            self.wandb_run = wandb.init(
+            settings = dict(
                 project=config.project,
                 entity=config.entity,
                 group=config.group or group,
@@ -107,9 +106,14 @@ class Tracker:
                 config=resolved_config,
                 dir=str(run_dir),
                 mode=mode.value,
-                id=wandb_run_id(run_dir),
-                resume="allow",
             )
+            # One W&B run per run directory, rebuilt from its files at every start.
+            run_id = wandb_run_id(run_dir)
+            earlier_attempt = remove_wandb_runs(run_dir / "wandb")
+            if earlier_attempt and mode is WandbMode.online:
+                self.wandb_run = rewound_online_run(settings, run_id)
+            if self.wandb_run is None:
+                self.wandb_run = wandb.init(**settings, id=run_id, resume="allow")
             self._replay_history()
 
     def _replay_history(self) -> None:
@@ -180,11 +184,31 @@ def wandb_run_id(run_dir: Path) -> str:
     return hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]
 
 
-def remove_wandb_runs(wandb_dir: Path) -> None:
-    """Delete the W&B runs an earlier attempt of the job left in wandb_dir: they may hold a row
-    of an iteration that is about to be redone, and `wandb sync` would upload it. Their rows up
-    to the checkpoint are replayed into the new run from the run directory's files."""
-    for pattern in WANDB_RUN_FOLDERS:
-        for folder in wandb_dir.glob(pattern):
-            log.info("Replacing the W&B run %s of an earlier attempt", folder)
-            shutil.rmtree(folder)
+def remove_wandb_runs(wandb_dir: Path) -> bool:
+    """Delete the W&B runs an earlier attempt of the job left in wandb_dir (True if there were
+    any): they may hold a row of an iteration that is about to be redone, and `wandb sync`
+    would upload it. Their rows up to the checkpoint are replayed into the new run from the run
+    directory's files."""
+    folders = [folder for pattern in WANDB_RUN_FOLDERS for folder in wandb_dir.glob(pattern)]
+    for folder in folders:
+        log.info("Replacing the W&B run %s of an earlier attempt", folder)
+        shutil.rmtree(folder)
+    return bool(folders)
+
+
+def rewound_online_run(settings: dict, run_id: str):
+    """The online run of an earlier attempt, rewound to before its first step (W&B's run
+    rewinding, `resume_from`), so the replayed history replaces the one it had; None where
+    rewinding is not available (a preview feature W&B enables per account): resuming it then
+    keeps the steps it already holds, and a redone iteration keeps its first row online."""
+    import wandb
+
+    try:
+        return wandb.init(**settings, resume_from=f"{run_id}?_step=0")
+    except (wandb.errors.Error, ValueError) as error:
+        log.warning(
+            "Could not rewind the W&B run %s (%s): resuming it instead; W&B keeps the rows it already "
+            "holds, so a redone iteration may show its first values online. metrics.jsonl is exact.",
+            run_id, error,
+        )
+        return None
