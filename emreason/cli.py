@@ -160,6 +160,11 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"Error: {resume_under_multirun(Path(cfg.resume))}")
     if cfg.resume is not None:
         cfg, overrides = config_to_resume(Path(cfg.resume), overrides)
+    group = sweep_group(hydra_config)
+    if group is not None and cfg.logger.group is None:
+        # Saved with the job's overrides: the job continued alone (`resume=DIR`) keeps its W&B group.
+        cfg.logger.group = group
+        overrides = [*overrides, f"logger.group='{group}'"]
     found = checkpoint.latest(run_dir)
     if found is not None and hydra_config.mode == RunMode.MULTIRUN:
         check_same_job(run_dir, found, overrides)
@@ -173,7 +178,6 @@ def main(cfg: DictConfig) -> None:
         run_dir,
         OmegaConf.to_object(cfg.logger),
         job.config,
-        group=sweep_group(hydra_config),
         tags=[f"sampler:{job.sampler.name}", f"dataset:{job.dataset.name}", f"model:{job.model.name}"],
         job_type=job.sampler.name,
     )

@@ -81,7 +81,6 @@ class Tracker:
         config: LoggerConfig,
         resolved_config: dict,
         *,
-        group: str | None,
         tags: list[str],
         job_type: str,
     ):
@@ -100,7 +99,7 @@ class Tracker:
             settings = dict(
                 project=config.project,
                 entity=config.entity,
-                group=config.group or group,
+                group=config.group,
                 job_type=job_type,
                 tags=tags,
                 config=resolved_config,

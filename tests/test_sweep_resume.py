@@ -135,7 +135,7 @@ def test_a_restarted_job_rebuilds_its_offline_wandb_run_from_the_run_directory(t
 
     rows = [{"iteration": 0, "test_accuracy": 0.25}, {"iteration": 1, "test_accuracy": 0.5, "acceptance_rate": 0.3, "e_step_s": 1.5}]
     rationale = dict(zip(RATIONALE_COLUMNS, [1, "q1", "Why?", "A", "Because. Answer: A", "A", True, False]))
-    first = Tracker(tmp_path, LoggerConfig(), {"seed": 0}, group="g", tags=[], job_type="pps")
+    first = Tracker(tmp_path, LoggerConfig(), {"seed": 0}, tags=[], job_type="pps")
     for row in rows:
         first.log_iteration(row)
     first.log_iteration({"iteration": 2, "test_accuracy": 0.99})
@@ -143,7 +143,7 @@ def test_a_restarted_job_rebuilds_its_offline_wandb_run_from_the_run_directory(t
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))  # the checkpoint's rows
     (tmp_path / "rationales.jsonl").write_text(json.dumps(rationale) + "\n")
 
-    Tracker(tmp_path, LoggerConfig(), {"seed": 0}, group="g", tags=[], job_type="pps").close()
+    Tracker(tmp_path, LoggerConfig(), {"seed": 0}, tags=[], job_type="pps").close()
     logged = history(tmp_path)
     assert sorted(logged) == [0, 1]
     for row in rows:
