@@ -66,7 +66,7 @@ def run_em(job: Job, tracker: Tracker) -> None:
             log.info("Resuming after EM iteration %d from %s", resumed.iteration, found)
             sampler.load_state_dict(resumed.sampler_state)
             # Last: loading the models above must not draw from the restored RNG states.
-            checkpoint.restore(resumed, job.run_dir)
+            checkpoint.restore(resumed)
             first_iteration = resumed.iteration + 1
         else:
             start_phase("evaluation", 0, job, generator)

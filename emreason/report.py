@@ -6,6 +6,8 @@
 Writes into --out (default <multirun dir>/report, or ./report-<group>): one PNG per metric
 (mean over seeds with a ± one standard deviation band, one panel per dataset), `summary.md`
 (final accuracy per sampler and dataset) and a self-contained `report.html` with all of it.
+Only finished runs (all their EM iterations done) are plotted and averaged; unfinished ones
+(killed, failed or still running) are listed as such.
 """
 
 import argparse
@@ -46,7 +48,18 @@ class Run:
     dataset: str
     model: str
     seed: int
+    # The rows of the iterations done (a job's checkpointed history), in order.
     rows: list[dict]
+    # The EM iterations the job is configured to run (em.iterations).
+    iterations: int
+
+    @property
+    def finished(self) -> bool:
+        return self.rows[-1]["iteration"] >= self.iterations
+
+    @property
+    def status(self) -> str:
+        return "finished" if self.finished else f"unfinished: iteration {self.rows[-1]['iteration']} of {self.iterations}"
 
 
 @dataclass
@@ -83,9 +96,18 @@ def read_metrics(path: Path) -> list[dict]:
 
 def run_from_config(name: str, config: dict, rows: list[dict], where: str) -> Run:
     try:
-        return Run(name, config["sampler"]["name"], config["dataset"]["name"], config["model"]["name"], int(config["seed"]), rows)
+        return Run(
+            name, config["sampler"]["name"], config["dataset"]["name"], config["model"]["name"], int(config["seed"]), rows,
+            int(config["em"]["iterations"]),
+        )
     except (KeyError, TypeError, ValueError) as error:
-        raise ReportError(f"{where}: config lacks sampler.name, dataset.name, model.name or seed ({error!r})") from None
+        raise ReportError(f"{where}: config lacks sampler.name, dataset.name, model.name, seed or em.iterations ({error!r})") from None
+
+
+def job_config_path(job_dir: Path, found: Path | None) -> Path:
+    """The config the job ran with: its checkpoint's (a job continued with `resume=DIR` has in
+    .hydra/ only the config of that command line), else Hydra's."""
+    return found / "config.yaml" if found is not None else job_dir / ".hydra" / "config.yaml"
 
 
 def runs_from_directory(root: Path) -> list[Run]:
@@ -95,10 +117,14 @@ def runs_from_directory(root: Path) -> list[Run]:
         job_dir = metrics_path.parent
         if job_dir.name in checkpoint.FOLDERS:  # the copy a job's checkpoint keeps
             continue
-        config_path = job_dir / ".hydra" / "config.yaml"
+        found = checkpoint.latest(job_dir)
+        config_path = job_config_path(job_dir, found)
         if not config_path.is_file():
             raise ReportError(f"{job_dir} has a {METRICS_FILE} but no .hydra/config.yaml")
         rows = read_metrics(metrics_path)
+        if found is not None:  # a row of an iteration after the checkpoint is redone on a resume
+            done = checkpoint.load(found).iteration
+            rows = [row for row in rows if row["iteration"] <= done]
         name = job_dir.name if job_dir == root else str(job_dir.relative_to(root))
         if rows:
             runs.append(run_from_config(name, OmegaConf.to_container(OmegaConf.load(config_path)), rows, str(config_path)))
@@ -224,10 +250,10 @@ def summary_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
 
 
 def run_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "sampler", "dataset", "model", "seed", "iterations", "final accuracy"]
+    header = ["run", "sampler", "dataset", "model", "seed", "status", "last accuracy"]
     ordered = sorted(runs, key=lambda run: (run.dataset, run.model, run.sampler, run.seed, run.name))
     return header, [
-        [run.name, run.sampler, run.dataset, run.model, str(run.seed), str(run.rows[-1]["iteration"]), f"{run.rows[-1]['test_accuracy']:.4f}"]
+        [run.name, run.sampler, run.dataset, run.model, str(run.seed), run.status, f"{run.rows[-1]['test_accuracy']:.4f}"]
         for run in ordered
     ]
 
@@ -246,16 +272,21 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_report(runs: list[Run], source: str, out: Path) -> Path:
+    finished = [run for run in runs if run.finished]
+    unfinished = [run for run in runs if not run.finished]
+    if not finished:
+        raise ReportError(f"no finished run yet in {source}; unfinished: " + ", ".join(f"{run.name} ({run.status})" for run in runs))
     out.mkdir(parents=True, exist_ok=True)
     images = []
     for file_name, key, ylabel, title in PLOTS:
-        plot(runs, key, ylabel, title, out / file_name)
+        plot(finished, key, ylabel, title, out / file_name)
         encoded = base64.b64encode((out / file_name).read_bytes()).decode()
         images.append(f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">')
-    summary = summary_table(runs)
+    summary = summary_table(finished)
+    left_out = f"\n## Unfinished runs (not in the table or the plots)\n\n{markdown(*run_table(unfinished))}" if unfinished else ""
     (out / "summary.md").write_text(
-        f"# Sampler comparison: {source}\n\nTest accuracy, mean ± std over seeds (sample std; 0 with one seed).\n"
-        f"Final = each run's last EM iteration; baseline = iteration 0 (zero-shot).\n\n{markdown(*summary)}"
+        f"# Sampler comparison: {source}\n\nTest accuracy of the finished runs, mean ± std over seeds (sample std; 0 with one seed).\n"
+        f"Final = each run's last EM iteration; baseline = iteration 0 (zero-shot).\n\n{markdown(*summary)}{left_out}"
     )
     page = out / "report.html"
     page.write_text(
@@ -264,7 +295,7 @@ def write_report(runs: list[Run], source: str, out: Path) -> Path:
         "body{font-family:sans-serif;margin:2em;max-width:80em} img{max-width:100%}"
         "table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
         f"</style></head><body><h1>Sampler comparison</h1><p>Source: <code>{html.escape(source)}</code></p>"
-        f"<h2>Final test accuracy</h2><p>Mean ± std over seeds.</p>{html_table(*summary)}"
+        f"<h2>Final test accuracy</h2><p>Finished runs, mean ± std over seeds.</p>{html_table(*summary)}"
         f"<h2>Plots</h2>{''.join(images)}<h2>Runs</h2>{html_table(*run_table(runs))}</body></html>"
     )
     return page
@@ -300,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
         page = write_report(runs, args.source, out)
     except ReportError as error:
         sys.exit(f"emreason-report: {error}")
-    print(f"{len(runs)} runs. Report: {page}\nTable: {out / 'summary.md'}")
+    unfinished = sum(not run.finished for run in runs)
+    print(f"{len(runs)} runs ({unfinished} unfinished, left out of the plots). Report: {page}\nTable: {out / 'summary.md'}")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def truncate_weights(folder: Path) -> None:
 
 def wandb_online_without_a_key(ctx) -> str:
     ctx.env.delenv("WANDB_API_KEY", raising=False)
-    tracker = Tracker(ctx.tmp, LoggerConfig(mode=WandbMode.online), {}, group=None, tags=[], job_type="test")
+    tracker = Tracker(ctx.tmp, LoggerConfig(mode=WandbMode.online), {}, tags=[], job_type="test")
     try:
         assert tracker.wandb_run.offline
     finally:
