@@ -1,5 +1,5 @@
-"""M-step throughput: emreason's M-step (length-grouped batches, the vocabulary projection on
-completion tokens only) against a plain padded transformers `Trainer` on the same sequences:
+"""M-step throughput: emreason's M-step (random steps, each run as length-ordered micro-batches,
+the vocabulary projection on completion tokens only) against a plain padded transformers `Trainer` on the same sequences:
 accepted rationales given the unhinted prompt, built as the EM loop builds them.
 
 Both count the same real (non-pad) tokens per second; padding waste is the share of pad
@@ -34,11 +34,11 @@ def run(setup: Setup, sampled: Sampled) -> MStepTrainer:
 
     trainer = MStepTrainer(setup.model_dir, setup.optimizer, setup.tokenizer.pad_token_id, SEED)
     started = time.perf_counter()
-    trainer.m_step(sequences)
+    stats = trainer.m_step(sequences)
     emreason_s = time.perf_counter() - started
     report("m_step_s_emreason", emreason_s)
     report("m_step_tokens_per_s_emreason", real_tokens / emreason_s)
-    report("m_step_padding_waste_pct_emreason", padding_waste_pct(trainer, sequences))
+    report("m_step_padding_waste_pct_emreason", 100 * stats.padding_share)
 
     baseline_s, baseline_waste = padded_trainer_step(setup, sequences)
     report("m_step_s_hf_trainer", baseline_s)
@@ -59,14 +59,6 @@ def accepted_sequences(setup: Setup, sampled: Sampled) -> list[TrainingSequence]
     report("m_step_correct_samples", sum(r.correct for r in rationales))
     chosen = sorted(rationales, key=lambda r: not r.correct)[: setup.sizes.training_sequences]
     return training_sequences(chosen, setup.prompts, setup.tokenizer)
-
-
-def padding_waste_pct(trainer: MStepTrainer, sequences: list[TrainingSequence]) -> float:
-    """Pad share of the forward passes emreason runs (one per micro-batch)."""
-    micro = trainer.config.micro_batch_size
-    passes = [step[i : i + micro] for step in trainer.batches(sequences) for i in range(0, len(step), micro)]
-    padded = sum(len(batch) * max(len(s) for s in batch) for batch in passes)
-    return 100 * (1 - sum(len(s) for s in sequences) / padded)
 
 
 class PadCountingCollator:
