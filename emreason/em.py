@@ -17,7 +17,7 @@ from emreason import checkpoint
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
-from emreason.evaluation import Evaluation, evaluate
+from emreason.evaluation import Evaluation, evaluate, evaluate_sampled
 from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
 from emreason.model_store import ModelConfig, resolve_model
 from emreason.samplers import Proposer, SamplerConfig, build_sampler
@@ -40,6 +40,9 @@ class Job:
     generator: GeneratorConfig
     iterations: int
     questions_per_iteration: int
+    # k of maj@k and pass@k (0: greedy evaluation only), and the temperature of those samples.
+    test_samples: int
+    test_temperature: float
     seed: int
     run_dir: Path
     # The resolved config and the command-line overrides it was composed from; every
@@ -71,9 +74,8 @@ def run_em(job: Job, tracker: Tracker) -> None:
             checkpoint.restore(resumed, job.run_dir)
             first_iteration = resumed.iteration + 1
         else:
-            start_phase("evaluation", 0, job, generator)
-            baseline, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
-            tracker.log_iteration({"iteration": 0, **test_metrics(baseline), "eval_s": eval_s})
+            baseline, eval_s = timed(evaluation, 0, job, generator, prompts, benchmark.test)
+            tracker.log_iteration({"iteration": 0, **baseline, "eval_s": eval_s})
             log.info("EM iteration 0: checkpoint")
             commit_checkpoint(job, stage_weights(job.run_dir, trainer, tokenizer), 0, trainer, sampler)
             first_iteration = 1
@@ -105,8 +107,7 @@ def run_em(job: Job, tracker: Tracker) -> None:
             tracker.log_rationales(iteration, e_step.proposals)
             staging = staging or stage_weights(job.run_dir, trainer, tokenizer)
 
-            start_phase("evaluation", iteration, job, generator)
-            result, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
+            result, eval_s = timed(evaluation, iteration, job, generator, prompts, benchmark.test)
             timings = {"e_step_s": e_step_s, "m_step_s": m_step_s, "sync_s": sync_s, "eval_s": eval_s}
             tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings, m_steps))
             log.info("EM iteration %d: checkpoint", iteration)
@@ -122,15 +123,27 @@ def start_phase(phase: str, iteration: int, job: Job, generator: VLLMGenerator) 
     generator.reseed(random.Random(f"{job.seed}-{iteration}-{phase}").getrandbits(63))
 
 
+def evaluation(iteration: int, job: Job, generator: VLLMGenerator, prompts: ChatPrompts, test: list[Example]) -> dict:
+    """The test metrics: greedy, and maj@k / pass@k when em.test_samples = k > 0."""
+    max_new_tokens = job.generator.max_new_tokens
+    start_phase("evaluation", iteration, job, generator)
+    metrics = test_metrics(evaluate(generator, prompts, test, max_new_tokens))
+    if job.test_samples:
+        start_phase("sampled evaluation", iteration, job, generator)
+        sampled = evaluate_sampled(generator, prompts, test, max_new_tokens, job.test_samples, job.test_temperature)
+        metrics |= {"test_maj_at_k": sampled.majority_accuracy, "test_pass_at_k": sampled.pass_rate}
+    return metrics
+
+
 def iteration_metrics(
-    iteration: int, questions: list[Example], e_step: EStepResult, result: Evaluation, timings: dict,
+    iteration: int, questions: list[Example], e_step: EStepResult, result: dict, timings: dict,
     m_steps: list[dict] = (),
 ) -> dict:
     # Rationales learned from; TRICE's negatively weighted proposals are not among them.
     kept = [r for r in e_step.accepted if r.weight > 0]
     return {
         "iteration": iteration,
-        **test_metrics(result),
+        **result,
         "acceptance_rate": e_step.acceptance_rate,
         "rationales_kept": len(kept),
         "questions_with_rationale": len({r.example.id for r in kept}) / len(questions),
