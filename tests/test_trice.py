@@ -336,9 +336,10 @@ def test_an_iteration_is_steps_per_iteration_minibatches():
 
 @pytest.mark.slow
 def test_tiny_trice_run_keeps_its_memory_across_iterations(tmp_path):
-    # 8 training questions and 8 per iteration: iteration 2 revisits iteration 1's questions.
+    # 8 training questions, 2 steps of 4 per iteration: iteration 2 revisits iteration 1's questions.
     result = run_emreason(
         "experiment=tiny", "sampler=trice", "em.iterations=2", "dataset.train_size=8",
+        "sampler.minibatch_size=4", "sampler.steps_per_iteration=2",
         "logger.mode=disabled", f"hydra.run.dir={tmp_path}",
         timeout=20 * 60,
     )
@@ -346,6 +347,11 @@ def test_tiny_trice_run_keeps_its_memory_across_iterations(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in rows] == [0, 1, 2]
     first, second = rows[1], rows[2]
-    assert first["trice_new_questions"] == 8 and second["trice_new_questions"] == 0
+    # Averaged over the iteration's two steps: 4 new questions in each step of iteration 1.
+    assert first["trice_new_questions"] == 4 and second["trice_new_questions"] == 0
     assert second["trice_valid_rationales"] >= first["trice_valid_rationales"]
     assert second["trice_valid_share"] >= first["trice_valid_share"]
+    for row in (first, second):
+        assert row.get("m_step_optimizer_steps", 0) <= 2  # one per E-step with a valid rationale
+        if row.get("m_step_optimizer_steps"):
+            assert row["trice_grad_variance_no_cv"] >= 0 and row["trice_grad_variance_cv"] >= 0
