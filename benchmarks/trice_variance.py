@@ -93,7 +93,8 @@ def main() -> None:
 
     gradients = torch.stack([log_likelihood_gradient(model, tokenizer, prompts, s) for s in pool])
     gram = (gradients.double() @ gradients.double().T)
-    scores = torch.cat([logit_bias_scores(model, collate([training_sequence(tokenizer, prompts, s)], tokenizer.pad_token_id)) for s in pool])
+    pad = tokenizer.pad_token_id
+    scores = torch.cat([logit_bias_scores(model, collate([training_sequence(tokenizer, prompts, s)], pad)) for s in pool])
 
     rng = random.Random(SEED)
     generator = torch.Generator().manual_seed(SEED)

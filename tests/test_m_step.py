@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from emreason.training.loss import Normalisation, TrainingSequence
-from emreason.training.m_step import MStepTrainer, NonFiniteTrainingError, OptimizerConfig, by_length, check_finite, random_steps
+from emreason.training.m_step import (
+    MStepTrainer,
+    NonFiniteTrainingError,
+    OptimizerConfig,
+    by_length,
+    check_finite,
+    random_steps,
+)
 from emreason.training.lora import LoraConfig
 
 PAD = 0

@@ -157,5 +157,6 @@ def test_majority_vote_and_pass_at_k_on_scripted_samples():
     assert (result.majority_accuracy, result.pass_rate) == (0.5, 1.0)
     assert generator.calls == [{"prompts": ["q1|plain", "q2|plain"], "n": 3, "temperature": 0.8}]
     # A tie goes to the answer given first; no correct sample: neither.
-    result = evaluate_sampled(ScriptedGenerator({"q1|plain": ["B", "A"], "q2|plain": ["C", "B"]}), ScriptedPrompts(), QUESTIONS, 32, k=2, temperature=1.0)
+    generator = ScriptedGenerator({"q1|plain": ["B", "A"], "q2|plain": ["C", "B"]})
+    result = evaluate_sampled(generator, ScriptedPrompts(), QUESTIONS, 32, k=2, temperature=1.0)
     assert (result.majority_accuracy, result.pass_rate) == (0.5, 0.5)

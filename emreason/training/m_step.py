@@ -60,7 +60,11 @@ class MStepStats:
     padding_share: float
 
     def metrics(self) -> dict[str, float]:
-        return {"m_step_loss": self.loss, "m_step_optimizer_steps": self.optimizer_steps, "m_step_padding_share": self.padding_share}
+        return {
+            "m_step_loss": self.loss,
+            "m_step_optimizer_steps": self.optimizer_steps,
+            "m_step_padding_share": self.padding_share,
+        }
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -142,13 +146,15 @@ class MStepTrainer:
     @torch.no_grad()
     def log_likelihood_scores(self, sequences: list[TrainingSequence]) -> torch.Tensor:
         """`logit_bias_scores` of each sequence at the current weights, shape (len, V), on the CPU."""
-        batches = [collate(sequences[i : i + self.config.micro_batch_size], self.pad_id) for i in range(0, len(sequences), self.config.micro_batch_size)]
+        size = self.config.micro_batch_size
+        batches = [collate(sequences[i : i + size], self.pad_id) for i in range(0, len(sequences), size)]
         return torch.cat([logit_bias_scores(self.model, batch.to(self.device)).cpu() for batch in batches])
 
     def _run(self, steps: list[list[TrainingSequence]]) -> MStepStats:
         losses = self._train_in_processes(steps) if self.config.processes > 1 else self.train(steps)
         tokens = sum(len(s.completion_ids) for step in steps for s in step)
-        return MStepStats(sum(losses) / len(losses), len(steps), tokens, padding_share(steps, self.config.micro_batch_size))
+        padding = padding_share(steps, self.config.micro_batch_size)
+        return MStepStats(sum(losses) / len(losses), len(steps), tokens, padding)
 
     def train(self, steps: list[list[TrainingSequence]], ranks: Ranks = Ranks()) -> list[float]:
         """Apply the optimizer steps in order; their losses."""
@@ -213,7 +219,8 @@ def random_steps(sequences: list[TrainingSequence], batch_size: int, rng: random
     long rationales together and weigh the steps unevenly)."""
     order = list(range(len(sequences)))
     rng.shuffle(order)
-    return [by_length([sequences[i] for i in order[start : start + batch_size]]) for start in range(0, len(order), batch_size)]
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return [by_length([sequences[i] for i in chunk]) for chunk in chunks]
 
 
 def padding_share(steps: list[list[TrainingSequence]], micro_batch_size: int) -> float:
