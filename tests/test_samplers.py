@@ -160,3 +160,14 @@ def test_majority_vote_and_pass_at_k_on_scripted_samples():
     generator = ScriptedGenerator({"q1|plain": ["B", "A"], "q2|plain": ["C", "B"]})
     result = evaluate_sampled(generator, ScriptedPrompts(), QUESTIONS, 32, k=2, temperature=1.0)
     assert (result.majority_accuracy, result.pass_rate) == (0.5, 0.5)
+
+
+def test_an_iterations_e_steps_merge_into_one_result():
+    from emreason.samplers.base import EStepResult
+
+    first, _ = run(RSConfig(budget=3), SCRIPT)
+    second = EStepResult(accepted=[], proposals=first.proposals[:1], metrics={"tokens_sequential": 1, "other": 4})
+    merged = EStepResult.merged([first, second])
+    assert merged.accepted == first.accepted and merged.proposals == first.proposals + first.proposals[:1]
+    assert merged.metrics == {"tokens_sequential": (9 + 1) / 2, "other": 4}
+    assert EStepResult.merged([first]) is first

@@ -63,6 +63,8 @@ class EStepResult:
     def merged(results: list["EStepResult"]) -> "EStepResult":
         """The E-steps of one EM iteration as one: rationales joined, each sampler metric
         averaged over the E-steps."""
+        if len(results) == 1:
+            return results[0]
         keys = [key for result in results for key in result.metrics]
         return EStepResult(
             accepted=[r for result in results for r in result.accepted],
