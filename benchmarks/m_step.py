@@ -1,5 +1,5 @@
-"""M-step throughput and its share of the hardware's limit: emreason's M-step (length-grouped
-micro-batches, the vocabulary projection on completion tokens only) against TRL's `SFTTrainer`
+"""M-step throughput and its share of the hardware's limit: emreason's M-step (random steps, each
+run as length-ordered micro-batches, the vocabulary projection on completion tokens only) against TRL's `SFTTrainer`
 (what users pick for supervised fine-tuning) on the same sequences (accepted rationales given
 the unhinted prompt, built as the EM loop builds them), the same completion-only loss and
 optimizer settings, in float32 and in bfloat16 (autocast over float32 weights on both sides).
@@ -55,7 +55,7 @@ def run(setup: Setup, sampled: Sampled, limits: Limits) -> MStepTrainer:
         config = replace(setup.optimizer, dtype=dtype)
         trainer = MStepTrainer(setup.model_dir, config, setup.tokenizer.pad_token_id, SEED)
         started = time.perf_counter()
-        trainer.m_step(sequences)
+        stats = trainer.m_step(sequences)
         emreason_s = time.perf_counter() - started
         tokens_per_s = real_tokens / emreason_s
         report(f"m_step_s_emreason_{short}", emreason_s)
@@ -65,7 +65,7 @@ def run(setup: Setup, sampled: Sampled, limits: Limits) -> MStepTrainer:
         if dtype == "bfloat16":
             report_target("m_step_mfu_pct_emreason_bf16", mfu_pct, MFU_TARGET_PCT, "%", at_least=True)
         if dtype == job_dtype:
-            report("m_step_padding_waste_pct_emreason", padding_waste_pct(trainer, sequences))
+            report("m_step_padding_waste_pct_emreason", 100 * stats.padding_share)
             job_trainer = trainer
         del trainer
 
@@ -91,14 +91,6 @@ def accepted_sequences(setup: Setup, sampled: Sampled) -> list[TrainingSequence]
     report("m_step_correct_samples", sum(r.correct for r in rationales))
     chosen = sorted(rationales, key=lambda r: not r.correct)[: setup.sizes.training_sequences]
     return training_sequences(chosen, setup.prompts, setup.tokenizer)
-
-
-def padding_waste_pct(trainer: MStepTrainer, sequences: list[TrainingSequence]) -> float:
-    """Pad share of the forward passes emreason runs (one per micro-batch)."""
-    micro = trainer.config.micro_batch_size
-    passes = [step[i : i + micro] for step in trainer.batches(sequences) for i in range(0, len(step), micro)]
-    padded = sum(len(batch) * max(len(s) for s in batch) for batch in passes)
-    return 100 * (1 - sum(len(s) for s in sequences) / padded)
 
 
 def trl_sft_seconds(setup: Setup, sequences: list[TrainingSequence], config: OptimizerConfig, option: str) -> float:

@@ -86,6 +86,8 @@ def build_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Job:
         generator=OmegaConf.to_object(cfg.generator),
         iterations=cfg.em.iterations,
         questions_per_iteration=cfg.em.questions_per_iteration,
+        test_samples=cfg.em.test_samples,
+        test_temperature=cfg.em.test_temperature,
         seed=cfg.seed,
         run_dir=run_dir,
         config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),

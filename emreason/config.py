@@ -28,6 +28,10 @@ class EMConfig:
     # Training questions each E-step samples rationales for, walking through a seeded
     # permutation of the training split.
     questions_per_iteration: int = 48
+    # k of the sampled evaluation (maj@k, pass@k) logged beside greedy accuracy; 0: greedy only.
+    test_samples: int = 0
+    # Temperature of those k samples.
+    test_temperature: float = 1.0
 
 
 @dataclass
@@ -78,6 +82,8 @@ def above(low: float) -> tuple[Callable[[float], bool], str]:
 RANGES = {
     "em.iterations": at_least(1),
     "em.questions_per_iteration": at_least(1),
+    "em.test_samples": at_least(0),
+    "em.test_temperature": above(0),
     "dataset.train_size": at_least(1),
     "dataset.test_size": at_least(1),
     "sampler.temperature": at_least(0),
@@ -86,6 +92,10 @@ RANGES = {
     "sampler.rationalization_samples": at_least(1),
     "sampler.init_samples": at_least(1),
     "sampler.subsample_size": at_least(1),
+    "sampler.minibatch_size": at_least(1),
+    "sampler.steps_per_iteration": at_least(1),
+    "sampler.first_m_step_steps": at_least(1),
+    "sampler.step_growth": above(0),
     "optimizer.lr": above(0),
     "optimizer.weight_decay": at_least(0),
     "optimizer.epochs": at_least(1),

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from emreason import checkpoint, rationale_log
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
-from emreason.evaluation import Evaluation, evaluate
+from emreason.evaluation import Evaluation, evaluate, evaluate_sampled
 from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
 from emreason.model_store import ModelConfig, resolve_model
 from emreason.samplers import Proposer, SamplerConfig, build_sampler
@@ -39,6 +40,9 @@ class Job:
     generator: GeneratorConfig
     iterations: int
     questions_per_iteration: int
+    # k of maj@k and pass@k (0: greedy evaluation only), and the temperature of those samples.
+    test_samples: int
+    test_temperature: float
     seed: int
     run_dir: Path
     # The resolved config and the command-line overrides it was composed from; every
@@ -69,40 +73,43 @@ def run_em(job: Job, tracker: Tracker) -> None:
             checkpoint.restore(resumed)
             first_iteration = resumed.iteration + 1
         else:
-            start_phase("evaluation", 0, job, generator)
-            baseline, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
-            rationale_log.write(job.run_dir, 0, "evaluation", baseline.rationales)
-            tracker.log_iteration({"iteration": 0, **test_metrics(baseline), "eval_s": eval_s})
+            baseline, eval_s = timed(evaluation, 0, job, generator, prompts, benchmark.test)
+            tracker.log_iteration({"iteration": 0, **baseline, "eval_s": eval_s})
             log.info("EM iteration 0: checkpoint")
             commit_checkpoint(job, stage_weights(job.run_dir, trainer, tokenizer), 0, trainer, sampler)
             first_iteration = 1
 
+        to_sequences = partial(training_sequences, prompts=prompts, tokenizer=tokenizer)
         for iteration in range(first_iteration, job.iterations + 1):
-            questions = questions_for_iteration(benchmark.train, iteration, job.questions_per_iteration, job.seed)
-            start_phase("E-step", iteration, job, generator)
-            e_step, e_step_s = timed(sampler.e_step, questions)
+            size = sampler.questions_per_iteration(job.questions_per_iteration, len(benchmark.train))
+            questions = questions_for_iteration(benchmark.train, iteration, size, job.seed)
+            e_steps, m_steps = [], []
+            e_step_s = m_step_s = sync_s = 0.0
+            staging = None
+            # One (E-step, M-step) pair for the filtered samplers; TRICE takes several.
+            for step, minibatch in enumerate(sampler.minibatches(questions), 1):
+                start_phase(f"E-step {step}", iteration, job, generator)
+                e_step, seconds = timed(sampler.e_step, minibatch)
+                e_steps.append(e_step)
+                e_step_s += seconds
+                if not e_step.accepted:
+                    log.warning("Iteration %d: E-step %d accepted no rationale; no M-step.", iteration, step)
+                    continue
+                log.info("EM iteration %d: M-step %d", iteration, step)
+                metrics, seconds = timed(sampler.train, trainer, e_step, to_sequences)
+                m_steps.append(metrics)
+                m_step_s += seconds
+                staging = stage_weights(job.run_dir, trainer, tokenizer)
+                log.info("EM iteration %d: weight sync", iteration)
+                sync_s += timed(generator.load_weights, staging / "model")[1]
+            e_step = EStepResult.merged(e_steps)
             tracker.log_rationales(iteration, e_step.proposals)
             rationale_log.write(job.run_dir, iteration, "e_step", e_step.proposals)
+            staging = staging or stage_weights(job.run_dir, trainer, tokenizer)
 
-            m_step_s = sync_s = 0.0
-            if e_step.accepted:
-                log.info("EM iteration %d: M-step", iteration)
-                if getattr(job.sampler, "restart_from_base", False):
-                    trainer.restart_from_base()
-                sequences = training_sequences(e_step.accepted, prompts, tokenizer)
-                _, m_step_s = timed(trainer.m_step, sequences)
-            else:
-                log.warning("Iteration %d: the E-step accepted no rationale; skipping the M-step.", iteration)
-            staging = stage_weights(job.run_dir, trainer, tokenizer)
-            if e_step.accepted:
-                log.info("EM iteration %d: weight sync", iteration)
-                _, sync_s = timed(generator.load_weights, staging / "model")
-
-            start_phase("evaluation", iteration, job, generator)
-            result, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
-            rationale_log.write(job.run_dir, iteration, "evaluation", result.rationales)
+            result, eval_s = timed(evaluation, iteration, job, generator, prompts, benchmark.test)
             timings = {"e_step_s": e_step_s, "m_step_s": m_step_s, "sync_s": sync_s, "eval_s": eval_s}
-            tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings))
+            tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings, m_steps))
             log.info("EM iteration %d: checkpoint", iteration)
             commit_checkpoint(job, staging, iteration, trainer, sampler)
     finally:
@@ -116,12 +123,29 @@ def start_phase(phase: str, iteration: int, job: Job, generator: VLLMGenerator) 
     generator.reseed(random.Random(f"{job.seed}-{iteration}-{phase}").getrandbits(63))
 
 
-def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepResult, result: Evaluation, timings: dict) -> dict:
+def evaluation(iteration: int, job: Job, generator: VLLMGenerator, prompts: ChatPrompts, test: list[Example]) -> dict:
+    """The test metrics: greedy, and maj@k / pass@k when em.test_samples = k > 0."""
+    max_new_tokens = job.generator.max_new_tokens
+    start_phase("evaluation", iteration, job, generator)
+    greedy = evaluate(generator, prompts, test, max_new_tokens)
+    rationale_log.write(job.run_dir, iteration, "evaluation", greedy.rationales)
+    metrics = test_metrics(greedy)
+    if job.test_samples:
+        start_phase("sampled evaluation", iteration, job, generator)
+        sampled = evaluate_sampled(generator, prompts, test, max_new_tokens, job.test_samples, job.test_temperature)
+        metrics |= {"test_maj_at_k": sampled.majority_accuracy, "test_pass_at_k": sampled.pass_rate}
+    return metrics
+
+
+def iteration_metrics(
+    iteration: int, questions: list[Example], e_step: EStepResult, result: dict, timings: dict,
+    m_steps: list[dict] = (),
+) -> dict:
     # Rationales learned from; TRICE's negatively weighted proposals are not among them.
     kept = [r for r in e_step.accepted if r.weight > 0]
     return {
         "iteration": iteration,
-        **test_metrics(result),
+        **result,
         "acceptance_rate": e_step.acceptance_rate,
         "rationales_kept": len(kept),
         "questions_with_rationale": len({r.example.id for r in kept}) / len(questions),
@@ -135,7 +159,14 @@ def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepRes
         "questions_skipped": len({q.id for q in questions} - {r.example.id for r in e_step.proposals}),
         **timings,
         **e_step.metrics,
+        **m_step_metrics(m_steps),
     }
+
+
+def m_step_metrics(m_steps: list[dict]) -> dict:
+    """The iteration's M-step metrics: optimizer steps summed over its M-steps, the rest averaged."""
+    keys = dict.fromkeys(key for metrics in m_steps for key in metrics)
+    return {key: (sum if key == "m_step_optimizer_steps" else mean)([m[key] for m in m_steps if key in m]) for key in keys}
 
 
 def stage_weights(run_dir: Path, trainer: MStepTrainer, tokenizer) -> Path:

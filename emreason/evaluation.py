@@ -1,5 +1,7 @@
-"""Test-time accuracy: greedy decoding from the unhinted prompt on held-out questions."""
+"""Test-time accuracy on held-out questions, from the unhinted prompt: greedy decoding, and
+optionally k samples per question (self-consistency maj@k and pass@k)."""
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from emreason.chat import ChatPrompts
@@ -40,4 +42,35 @@ def evaluate(
         prompts_truncated=sum(a.prompt_truncated for a in answers),
         questions_skipped=count - len(answers),
         rationales=answers,
+    )
+
+
+@dataclass
+class SampledEvaluation:
+    # Self-consistency: share of questions whose most frequent answer among k samples is correct.
+    majority_accuracy: float
+    # Share of questions with at least one correct answer among k samples.
+    pass_rate: float
+
+
+def majority_vote(answers: list[Rationale]) -> Rationale | None:
+    """A rationale giving the most frequent parseable answer (ties: the answer given first);
+    None when no answer parses. Answers are grouped by their extracted text."""
+    counts = Counter(a.answer for a in answers if a.answer is not None)
+    if not counts:
+        return None
+    winner = max(counts, key=counts.get)  # max keeps the first of equal counts
+    return next(a for a in answers if a.answer == winner)
+
+
+def evaluate_sampled(
+    generator: Generator, prompts: ChatPrompts, examples: list[Example], max_new_tokens: int, k: int, temperature: float
+) -> SampledEvaluation:
+    """maj@k and pass@k: k samples per question from the unhinted prompt at `temperature`.
+    A question whose prompt was skipped as too long counts as wrong in both."""
+    samples = Proposer(generator, prompts, max_new_tokens).propose(examples, hint=False, n=k, temperature=temperature)
+    votes = [majority_vote(answers) for answers in samples]
+    return SampledEvaluation(
+        majority_accuracy=sum(v is not None and v.correct for v in votes) / len(examples),
+        pass_rate=sum(any(a.correct for a in answers) for answers in samples) / len(examples),
     )

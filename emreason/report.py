@@ -239,14 +239,21 @@ def plot(runs: list[Run], key: str, ylabel: str, title: str, path: Path) -> None
 
 
 def summary_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
-    header = ["dataset", "model", "sampler", "seeds", "baseline accuracy", "final accuracy", "final iteration"]
+    header = ["dataset", "model", "sampler", "seeds", "baseline accuracy", "final accuracy", "final maj@k", "final pass@k", "final iteration"]
     rows = []
     for (dataset, model, sampler), arm_runs in arms(runs).items():
         baselines = [run.rows[0]["test_accuracy"] for run in arm_runs if run.rows[0]["iteration"] == 0]
         final = stat([run.rows[-1]["test_accuracy"] for run in arm_runs])
+        # Sampled evaluation (em.test_samples = k > 0) of the runs that logged it.
+        sampled = [final_stat(arm_runs, key) for key in ("test_maj_at_k", "test_pass_at_k")]
         last_iterations = sorted({str(run.rows[-1]["iteration"]) for run in arm_runs}, key=int)
-        rows.append([dataset, model, sampler, str(final.n), str(stat(baselines)) if baselines else "-", str(final), ", ".join(last_iterations)])
+        rows.append([dataset, model, sampler, str(final.n), str(stat(baselines)) if baselines else "-", str(final), *sampled, ", ".join(last_iterations)])
     return header, rows
+
+
+def final_stat(runs: list[Run], key: str) -> str:
+    values = [run.rows[-1][key] for run in runs if key in run.rows[-1]]
+    return str(stat(values)) if values else "-"
 
 
 def run_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
@@ -286,7 +293,8 @@ def write_report(runs: list[Run], source: str, out: Path) -> Path:
     left_out = f"\n## Unfinished runs (not in the table or the plots)\n\n{markdown(*run_table(unfinished))}" if unfinished else ""
     (out / "summary.md").write_text(
         f"# Sampler comparison: {source}\n\nTest accuracy of the finished runs, mean ± std over seeds (sample std; 0 with one seed).\n"
-        f"Final = each run's last EM iteration; baseline = iteration 0 (zero-shot).\n\n{markdown(*summary)}{left_out}"
+        f"Final = each run's last EM iteration; baseline = iteration 0 (zero-shot); maj@k and pass@k\n"
+        f"from k samples per question (em.test_samples), greedy accuracy otherwise.\n\n{markdown(*summary)}{left_out}"
     )
     page = out / "report.html"
     page.write_text(

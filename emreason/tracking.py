@@ -27,6 +27,8 @@ TABLE_COLUMNS = [
     ("iteration", "iter", "d"),
     ("test_accuracy", "test_acc", ".3f"),
     ("test_unparseable_rate", "no_answer", ".3f"),
+    ("test_maj_at_k", "maj@k", ".3f"),
+    ("test_pass_at_k", "pass@k", ".3f"),
     ("acceptance_rate", "accept", ".3f"),
     ("rationales_kept", "kept", "d"),
     ("mean_rationale_tokens", "rat_tok", ".1f"),

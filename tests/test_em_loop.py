@@ -68,14 +68,14 @@ def test_a_rationale_that_runs_past_its_answer_is_trained_up_to_the_answer_then_
 
 
 def test_iteration_metrics_count_only_the_rationales_learned_from():
-    from emreason.em import iteration_metrics
+    from emreason.em import iteration_metrics, test_metrics
     from emreason.evaluation import Evaluation
     from emreason.samplers.base import EStepResult
 
     right = Rationale(TRAIN[0], Completion("a", (1, 2, 3, 4), True), "A", True, hinted=True, weight=0.5)
     wrong = Rationale(TRAIN[1], Completion("b", (1, 2), True), "B", False, hinted=False, weight=-0.25)
     e_step = EStepResult(accepted=[right, wrong], proposals=[right, wrong], metrics={"trice_mean_beta": 0.5})
-    row = iteration_metrics(3, TRAIN[:4], e_step, Evaluation(0.5, 0.1, 20.0), {"e_step_s": 1.0})
+    row = iteration_metrics(3, TRAIN[:4], e_step, test_metrics(Evaluation(0.5, 0.1, 20.0)), {"e_step_s": 1.0})
     assert row["iteration"] == 3 and row["test_accuracy"] == 0.5
     assert row["rationales_kept"] == 1 and row["questions_with_rationale"] == 0.25
     assert row["mean_rationale_tokens"] == 4 and row["tokens_generated"] == 6

@@ -116,7 +116,7 @@ def test_e_step_sends_only_prompts_that_fit_and_counts_them(tokenizer, on_long_p
     assert len(e_step.proposals) == 3 * sent
     assert f"Prompts too long for the engine (generator.on_long_prompt): {truncated} of 2 truncated, {skipped} skipped" in caplog.text
     evaluation = evaluate(generator, proposer.prompts, questions, MAX_NEW_TOKENS)
-    row = em.iteration_metrics(1, questions, e_step, evaluation, {})
+    row = em.iteration_metrics(1, questions, e_step, em.test_metrics(evaluation), {})
     assert (row["prompts_truncated"], row["questions_skipped"]) == (truncated, skipped)
     assert (row["test_prompts_truncated"], row["test_questions_skipped"]) == (truncated, skipped)
 

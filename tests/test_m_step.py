@@ -1,13 +1,22 @@
-"""The M-step trainer: length-grouped padded micro-batches give the gradient of each sequence
-alone, bf16 compute keeps float32 master weights, a non-finite step is stopped before it is
-applied, and a checkpoint continues exactly, loading the weights once."""
+"""The M-step trainer: padded micro-batches give the gradient of each sequence alone, steps are
+not built from length-sorted sequences, bf16 compute keeps float32 master weights, a non-finite
+step is stopped before it is applied, and a checkpoint continues exactly, loading the weights once."""
+
+import random
 
 import pytest
 import torch
 import transformers
 
-from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepTrainer, NonFiniteTrainingError, OptimizerConfig, check_finite
+from emreason.training.loss import Normalisation, TrainingSequence
+from emreason.training.m_step import (
+    MStepTrainer,
+    NonFiniteTrainingError,
+    OptimizerConfig,
+    by_length,
+    check_finite,
+    random_steps,
+)
 from emreason.training.lora import LoraConfig
 
 PAD = 0
@@ -33,16 +42,15 @@ def gradients(model) -> dict[str, torch.Tensor]:
 
 def each_sequence_alone(model, sequences) -> tuple[float, dict[str, torch.Tensor]]:
     """The textbook loss, one unpadded sequence at a time with every position's logits:
-    -sum_i w_i log p(completion_i | prompt_i) / (completion tokens), and its gradient."""
+    -sum_i w_i log p(completion_i | prompt_i), and its gradient."""
     model.zero_grad(set_to_none=True)
-    num_tokens = sum(len(s.completion_ids) for s in sequences)
     total = 0.0
     for sequence in sequences:
         ids = torch.tensor([sequence.prompt_ids + sequence.completion_ids])
         log_probs = torch.log_softmax(model(input_ids=ids).logits[0], dim=-1)
         start = len(sequence.prompt_ids)
         log_likelihood = sum(log_probs[start - 1 + i, token] for i, token in enumerate(sequence.completion_ids))
-        loss = -sequence.weight * log_likelihood / num_tokens
+        loss = -sequence.weight * log_likelihood
         loss.backward()
         total += loss.item()
     return total, gradients(model)
@@ -54,8 +62,7 @@ def test_padded_micro_batches_give_the_loss_and_gradient_of_each_sequence_alone(
     expected_loss, expected = each_sequence_alone(policy.model, SEQUENCES)
 
     policy.model.zero_grad(set_to_none=True)
-    [step] = policy.batches(SEQUENCES)
-    loss = policy.accumulate_gradients(step)
+    loss = policy.accumulate_gradients(by_length(SEQUENCES))
 
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     got = gradients(policy.model)
@@ -64,14 +71,40 @@ def test_padded_micro_batches_give_the_loss_and_gradient_of_each_sequence_alone(
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-7, msg=name)
 
 
-def test_optimizer_steps_hold_sequences_of_neighbouring_lengths(tiny_model_dir):
+def test_which_sequences_share_an_optimizer_step_does_not_depend_on_their_lengths():
+    """The same seed groups the same positions whatever the lengths, so no step is built from
+    sorted sequences; within a step the order is by length (micro-batches pad little)."""
+    def grouping(lengths: list[int]) -> list[set[int]]:
+        # Position i is told apart by its completion token 100 + i.
+        sequences = [TrainingSequence((1,) * length, (100 + i,)) for i, length in enumerate(lengths)]
+        steps = random_steps(sequences, 4, random.Random(0))
+        for step in steps:
+            assert [len(s) for s in step] == sorted(len(s) for s in step)
+        return [{s.completion_ids[0] - 100 for s in step} for step in steps]
+
+    increasing = grouping(list(range(1, 17)))
+    assert increasing == grouping(list(range(16, 0, -1))) == grouping([5] * 16)
+    assert increasing != [set(range(start, start + 4)) for start in range(0, 16, 4)]
+
+
+def test_m_step_normalisation_divides_by_constants_of_the_whole_m_step(tiny_model_dir):
+    """Under `token` every step's loss is divided by the M-step's completion tokens per step,
+    so one step's gradient does not depend on how many tokens that step happens to hold."""
     policy = trainer(tiny_model_dir, batch_size=2)
-    steps = policy.batches(SEQUENCES)
-    lengths = sorted(len(s) for s in SEQUENCES)
-    assert sorted(len(s) for step in steps for s in step) == lengths
-    for step in steps:
-        first = lengths.index(min(len(s) for s in step))
-        assert sorted(len(s) for s in step) == lengths[first : first + len(step)]
+    captured = []
+    policy._run = lambda steps: captured.extend(steps)
+    policy.m_step(SEQUENCES)
+    tokens_per_step = sum(len(s.completion_ids) for s in SEQUENCES) / 3
+    assert sorted(s.weight for step in captured for s in step) == pytest.approx(sorted(s.weight / tokens_per_step for s in SEQUENCES))
+
+    policy = trainer(tiny_model_dir, batch_size=2, normalisation=Normalisation.sequence)
+    captured.clear()
+    policy._run = lambda steps: captured.extend(steps)
+    policy.m_step(SEQUENCES, optimizer_steps=7)
+    assert len(captured) == 7
+    expected = {s.completion_ids: s.weight / len(s.completion_ids) / (5 / 3) for s in SEQUENCES}
+    for s in (s for step in captured for s in step):
+        assert s.weight == pytest.approx(expected[s.completion_ids])
 
 
 def test_a_nan_loss_stops_the_m_step_before_the_optimizer_applies_it(tiny_model_dir):

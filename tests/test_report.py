@@ -37,6 +37,8 @@ def metrics_rows(sampler: str, seed: int, iterations: int = 2) -> list[dict]:
             "tokens_generated": 2000 + 100 * iteration,
             "tokens_per_accepted_rationale": (2000 + 100 * iteration) / kept,
             "e_step_s": 30.0, "m_step_s": 5.0, "sync_s": 0.5, "eval_s": 12.0,
+            # The pps runs also logged the sampled evaluation (em.test_samples > 0).
+            **({"test_maj_at_k": 0.3 + offset, "test_pass_at_k": 0.6 + offset} if sampler == "pps" else {}),
         })
     return rows
 
@@ -115,6 +117,10 @@ def test_report_of_a_multirun_directory(tmp_path, capsys):
         assert row["final accuracy"] == mean_std(finals)
         assert row["baseline accuracy"] == mean_std(baselines)
     assert table["arc_easy", "pps"]["final accuracy"] != table["arc_easy", "rs"]["final accuracy"]
+    pps_runs = [written["pps", seed][-1] for seed in [0, 1]]
+    assert table["arc_easy", "pps"]["final maj@k"] == mean_std([row["test_maj_at_k"] for row in pps_runs])
+    assert table["arc_easy", "pps"]["final pass@k"] == mean_std([row["test_pass_at_k"] for row in pps_runs])
+    assert table["arc_easy", "rs"]["final maj@k"] == table["arc_easy", "rs"]["final pass@k"] == "-"
 
 
 def test_several_multiruns_in_one_folder(tmp_path):

@@ -6,6 +6,7 @@ grades them against the gold answer and decides which ones the M-step trains on.
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -13,6 +14,8 @@ from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.grading import grade
 from emreason.generation.completion import Completion, Generator
+from emreason.training.loss import TrainingSequence
+from emreason.training.m_step import MStepTrainer
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,20 @@ class EStepResult:
     proposals: list[Rationale] = field(default_factory=list)
     # The sampler's own per-iteration metrics, logged beside the common ones.
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def merged(results: list["EStepResult"]) -> "EStepResult":
+        """The E-steps of one EM iteration as one: rationales joined, each sampler metric
+        averaged over the E-steps."""
+        if len(results) == 1:
+            return results[0]
+        keys = [key for result in results for key in result.metrics]
+        return EStepResult(
+            accepted=[r for result in results for r in result.accepted],
+            proposals=[r for result in results for r in result.proposals],
+            metrics={key: sum(r.metrics[key] for r in results if key in r.metrics) / sum(key in r.metrics for r in results)
+                     for key in dict.fromkeys(keys)},
+        )
 
     @property
     def tokens_generated(self) -> int:
@@ -122,13 +139,24 @@ def _graded(example: Example, completion: Completion, hinted: bool, prompt_trunc
 
 
 def keep_correct(rationales_per_question: list[list[Rationale]], keep: Keep) -> EStepResult:
-    """The filtered E-step: train on correct rationales (weight 1), drop the rest."""
+    """The filtered E-step: train on correct rationales (weight 1), drop the rest.
+
+    Metric `tokens_sequential`: the tokens a sampler drawing one rationale at a time would have
+    generated, stopping at a question's first correct one under keep=first (the same kept
+    rationale as drawing them all in parallel, which `tokens_generated` counts)."""
     kept = []
+    sequential = 0
     for rationales in rationales_per_question:
         correct = [r for r in rationales if r.correct]
         kept.extend(correct[:1] if keep is Keep.first else correct)
+        drawn = rationales[: rationales.index(correct[0]) + 1] if correct and keep is Keep.first else rationales
+        sequential += sum(len(r.completion.token_ids) for r in drawn)
     proposals = [r for rationales in rationales_per_question for r in rationales]
-    return EStepResult(accepted=kept, proposals=proposals)
+    return EStepResult(accepted=kept, proposals=proposals, metrics={"tokens_sequential": sequential})
+
+
+# The EM loop's conversion of rationales into what the M-step trains on (em.training_sequences).
+ToSequences = Callable[[list[Rationale]], list[TrainingSequence]]
 
 
 class Sampler(ABC):
@@ -139,6 +167,20 @@ class Sampler(ABC):
     @abstractmethod
     def e_step(self, examples: list[Example]) -> EStepResult:
         """Propose rationales for these training questions and choose what the M-step learns."""
+
+    def questions_per_iteration(self, configured: int, train_size: int) -> int:
+        """Training questions one EM iteration samples for: em.questions_per_iteration by default."""
+        return configured
+
+    def minibatches(self, questions: list[Example]) -> list[list[Example]]:
+        """The iteration's questions as the minibatches of its (E-step, M-step) pairs: by
+        default one E-step on all of them, then one M-step."""
+        return [questions]
+
+    def train(self, trainer: MStepTrainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
+        """The M-step on the E-step's accepted rationales; its metrics. By default the filtered
+        M-step (optimizer.epochs passes, normalised by optimizer.normalisation)."""
+        return trainer.m_step(to_sequences(e_step.accepted)).metrics()
 
     def state_dict(self) -> dict:
         """What the sampler carries from one EM iteration to the next (saved in checkpoints)."""

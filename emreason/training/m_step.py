@@ -20,7 +20,7 @@ from emreason import precision
 from emreason.training import lora
 from emreason.training.data_parallel import ERROR, LOSSES, Handoff, Ranks, run_torchrun
 from emreason.training.lora import LoraConfig
-from emreason.training.loss import TrainingSequence, collate, weighted_nll
+from emreason.training.loss import Normalisation, TrainingSequence, collate, logit_bias_scores, normalised, weighted_nll
 
 # optimizer.dtype's choices: the dtype the forward and backward passes compute in.
 M_STEP_DTYPES = (precision.AUTO, "float32", "bfloat16")
@@ -33,8 +33,12 @@ class OptimizerConfig:
     # Peak learning rate of AdamW.
     lr: float = 1e-5
     weight_decay: float = 0.0
-    # Passes over the E-step's sequences per M-step.
+    # Passes over the E-step's sequences per M-step (filtered samplers; TRICE takes one step).
     epochs: int = 1
+    # How the filtered samplers' loss weighs sequences: `token` (every completion token counts
+    # the same) or `sequence` (every rationale counts the same, whatever its length); the
+    # divisor is a constant of the whole M-step (docs/training.md). TRICE uses its own weights.
+    normalisation: Normalisation = Normalisation.token
     # Sequences per optimizer step.
     batch_size: int = 8
     # Sequences per forward pass; the step's gradient is the same for any size. On a CPU, 2 is
@@ -58,6 +62,15 @@ class MStepStats:
     loss: float
     optimizer_steps: int
     tokens_trained: int
+    # Share of the forward passes' positions that were padding.
+    padding_share: float
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "m_step_loss": self.loss,
+            "m_step_optimizer_steps": self.optimizer_steps,
+            "m_step_padding_share": self.padding_share,
+        }
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -142,20 +155,36 @@ class MStepTrainer:
         version, state, gauss = json.loads((folder / "trainer_rng.json").read_text())
         self.rng.setstate((version, tuple(state), gauss))
 
-    def batches(self, sequences: list[TrainingSequence]) -> list[list[TrainingSequence]]:
-        """Optimizer steps of similar-length sequences (little padding), in random order."""
-        by_length = sorted(sequences, key=len)
-        size = self.config.batch_size
-        steps = [by_length[i : i + size] for i in range(0, len(by_length), size)]
-        self.rng.shuffle(steps)
-        return steps
-
-    def m_step(self, sequences: list[TrainingSequence]) -> MStepStats:
+    def m_step(self, sequences: list[TrainingSequence], optimizer_steps: int | None = None) -> MStepStats:
+        """The filtered samplers' M-step: `epochs` passes over the sequences in random steps of
+        `batch_size`, or exactly `optimizer_steps` steps (cycling through fresh passes), each
+        sequence weighted by `normalisation`."""
+        steps_per_pass = math.ceil(len(sequences) / self.config.batch_size)
+        sequences = normalised(sequences, self.config.normalisation, steps_per_pass)
         # Drawn here, once, so the result does not depend on the number of processes.
-        steps = [step for _ in range(self.config.epochs) for step in self.batches(sequences)]
+        steps = []
+        passes = self.config.epochs if optimizer_steps is None else math.ceil(optimizer_steps / steps_per_pass)
+        for _ in range(passes):
+            steps += random_steps(sequences, self.config.batch_size, self.rng)
+        return self._run(steps[:optimizer_steps])
+
+    def estimator_step(self, sequences: list[TrainingSequence]) -> MStepStats:
+        """One optimizer step whose gradient is that of -sum_i w_i log p(z_i, y_i | x_i), the
+        weights taken as they are (TRICE's estimator, samplers/trice.py)."""
+        return self._run([by_length(sequences)])
+
+    @torch.no_grad()
+    def log_likelihood_scores(self, sequences: list[TrainingSequence]) -> torch.Tensor:
+        """`logit_bias_scores` of each sequence at the current weights, shape (len, V), on the CPU."""
+        size = self.config.micro_batch_size
+        batches = [collate(sequences[i : i + size], self.pad_id) for i in range(0, len(sequences), size)]
+        return torch.cat([logit_bias_scores(self.model, batch.to(self.device)).cpu() for batch in batches])
+
+    def _run(self, steps: list[list[TrainingSequence]]) -> MStepStats:
         losses = self._train_in_processes(steps) if self.config.processes > 1 else self.train(steps)
         tokens = sum(len(s.completion_ids) for step in steps for s in step)
-        return MStepStats(sum(losses) / len(losses), len(steps), tokens)
+        padding = padding_share(steps, self.config.micro_batch_size)
+        return MStepStats(sum(losses) / len(losses), len(steps), tokens, padding)
 
     def train(self, steps: list[list[TrainingSequence]], ranks: Ranks = Ranks()) -> list[float]:
         """Apply the optimizer steps in order; their losses."""
@@ -179,14 +208,13 @@ class MStepTrainer:
     def accumulate_gradients(self, step: list[TrainingSequence], ranks: Ranks = Ranks()) -> float:
         """Backpropagate the step's loss (this process's share of its sequences, micro-batch by
         micro-batch) and sum the gradients over processes; the step's loss."""
-        num_tokens = sum(len(s.completion_ids) for s in step)
         share = ranks.share(step)
         size = self.config.micro_batch_size
         loss = 0.0
         for start in range(0, len(share), size):
             micro_batch = collate(share[start : start + size], self.pad_id).to(self.device)
             with torch.autocast(self.device.type, self.compute_dtype, enabled=self.compute_dtype != torch.float32):
-                micro_loss = weighted_nll(self.model, micro_batch, num_tokens)
+                micro_loss = weighted_nll(self.model, micro_batch)
             micro_loss.backward()
             loss += micro_loss.item()
         ranks.sum_gradients(self.trainable)
@@ -208,6 +236,33 @@ class MStepTrainer:
                 raise RuntimeError(f"The M-step's torchrun processes failed (exit code {exit_code}); see their output above.")
             self.load_checkpoint(folder)
             return json.loads((folder / LOSSES).read_text())
+
+
+def by_length(step: list[TrainingSequence]) -> list[TrainingSequence]:
+    """A step's sequences ordered by length, so its micro-batches pad little. The order inside
+    a step does not change its gradient (a sum over its sequences)."""
+    return sorted(step, key=len)
+
+
+def random_steps(sequences: list[TrainingSequence], batch_size: int, rng: random.Random) -> list[list[TrainingSequence]]:
+    """One pass as optimizer steps of `batch_size`: which sequences share a step is a seeded
+    shuffle of their positions, independent of their lengths (length-sorted steps would put the
+    long rationales together and weigh the steps unevenly)."""
+    order = list(range(len(sequences)))
+    rng.shuffle(order)
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return [by_length([sequences[i] for i in chunk]) for chunk in chunks]
+
+
+def padding_share(steps: list[list[TrainingSequence]], micro_batch_size: int) -> float:
+    """Padded positions / all positions of the steps' forward passes (one process)."""
+    padded = total = 0
+    for step in steps:
+        for start in range(0, len(step), micro_batch_size):
+            lengths = [len(s) for s in step[start : start + micro_batch_size]]
+            padded += max(lengths) * len(lengths) - sum(lengths)
+            total += max(lengths) * len(lengths)
+    return padded / total if total else 0.0
 
 
 def check_finite(which: str, loss: float, grad_norm: float) -> None:
