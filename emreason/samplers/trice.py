@@ -138,6 +138,8 @@ class Remembered:
     completion: Completion
     answer: str
     hinted: bool
+    # Where its final answer statement ends (Grade.answer_end): it is trained up to there.
+    answer_end: int | None = None
 
 
 class TRICESampler(Sampler):
@@ -253,10 +255,15 @@ class TRICESampler(Sampler):
         remembered = self.memory.get(proposal.example.id)
         if remembered is None:
             return None
-        return Rationale(proposal.example, remembered.completion, remembered.answer, True, remembered.hinted)
+        return Rationale(
+            proposal.example, remembered.completion, remembered.answer, True, remembered.hinted,
+            answer_end=remembered.answer_end,
+        )
 
     def _remember(self, rationale: Rationale) -> None:
-        self.memory[rationale.example.id] = Remembered(rationale.completion, rationale.answer, rationale.hinted)
+        self.memory[rationale.example.id] = Remembered(
+            rationale.completion, rationale.answer, rationale.hinted, rationale.answer_end
+        )
 
     def state_dict(self) -> dict:
         """The memory as JSON: question id -> rationale text, token ids, answer."""
@@ -269,6 +276,7 @@ class TRICESampler(Sampler):
                     "finished": r.completion.finished,
                     "answer": r.answer,
                     "hinted": r.hinted,
+                    "answer_end": r.answer_end,
                 }
                 for question_id, r in self.memory.items()
             },
@@ -278,7 +286,7 @@ class TRICESampler(Sampler):
         self.seen = set(state["seen"])
         self.memory = {
             question_id: Remembered(
-                Completion(r["text"], tuple(r["token_ids"]), r["finished"]), r["answer"], r["hinted"]
+                Completion(r["text"], tuple(r["token_ids"]), r["finished"]), r["answer"], r["hinted"], r["answer_end"]
             )
             for question_id, r in state["memory"].items()
         }
