@@ -51,6 +51,7 @@ def build_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Job:
         generator=OmegaConf.to_object(cfg.generator),
         iterations=cfg.em.iterations,
         questions_per_iteration=cfg.em.questions_per_iteration,
+        zero_shot_cache=None if cfg.em.zero_shot_cache is None else Path(cfg.em.zero_shot_cache),
         seed=cfg.seed,
         run_dir=run_dir,
         config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),

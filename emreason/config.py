@@ -24,6 +24,9 @@ class EMConfig:
     # Training questions each E-step samples rationales for, walking through a seeded
     # permutation of the training split.
     questions_per_iteration: int = 48
+    # A folder where the zero-shot evaluation is kept per (model, dataset, seed, test set) and
+    # reused by the other jobs (experiment=study: the sweep's zero_shot/); null = evaluate.
+    zero_shot_cache: str | None = None
 
 
 @dataclass
