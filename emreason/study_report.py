@@ -244,15 +244,28 @@ def length_table(grouped: dict) -> Table:
     )
 
 
-def plot_accuracy(grouped: dict, path: Path) -> None:
-    """Final accuracy per arm with its 95% interval, on a 0-1 axis, chance level dashed."""
+def panels(grouped: dict):
+    """pyplot, a figure with one panel per (dataset, model), and (axis, (key, group)) pairs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(grouped), figsize=(5 * len(grouped), 4.5), squeeze=False)
-    for axis, ((dataset, model), group) in zip(axes[0], grouped.items()):
+    return plt, figure, zip(axes[0], grouped.items())
+
+
+def save(plt, figure, title: str, path: Path) -> None:
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_accuracy(grouped: dict, path: Path) -> None:
+    """Final accuracy per arm with its 95% interval, on a 0-1 axis, chance level dashed."""
+    plt, figure, panel_groups = panels(grouped)
+    for axis, ((dataset, model), group) in panel_groups:
         arms = ordered_arms(group)
         intervals = [accuracy(group, arm) for arm in arms]
         axis.errorbar(
@@ -267,31 +280,20 @@ def plot_accuracy(grouped: dict, path: Path) -> None:
         axis.set(title=f"{dataset} · {model}", ylabel="final test accuracy", ylim=(0, 1))
         axis.set_xticks(range(len(arms)), arms, rotation=20)
         axis.grid(axis="y", alpha=0.3)
-    figure.suptitle("Final test accuracy, mean over seeds, 95% bootstrap interval over test questions")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save(plt, figure, "Final test accuracy, mean over seeds, 95% bootstrap interval over test questions", path)
 
 
 def plot_lengths(grouped: dict, path: Path) -> None:
     """Distribution of the final test rationales' length per arm (box plots)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(grouped), figsize=(5 * len(grouped), 4.5), squeeze=False)
-    for axis, ((dataset, model), group) in zip(axes[0], grouped.items()):
+    plt, figure, panel_groups = panels(grouped)
+    for axis, ((dataset, model), group) in panel_groups:
         arms = ordered_arms(group)
         words = [[w for graded_ in group.final[arm].values() for w in graded_.words.values()] for arm in arms]
         axis.boxplot(words, tick_labels=arms)
         axis.set(title=f"{dataset} · {model}", ylabel="words", ylim=(0, None))
         axis.tick_params(axis="x", rotation=20)
         axis.grid(axis="y", alpha=0.3)
-    figure.suptitle("Length of the final test rationales, all seeds")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save(plt, figure, "Length of the final test rationales, all seeds", path)
 
 
 def section(runs: list, out: Path) -> Section:
