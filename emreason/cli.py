@@ -1,5 +1,6 @@
 """The `emreason` command: a Hydra app that composes conf/ into a job and runs EM."""
 
+import json
 import logging
 import shlex
 import signal
@@ -15,7 +16,7 @@ from emreason import checkpoint
 from emreason.config import check_ranges, register_configs, resolve_precision
 from emreason.data.config import as_dataset_config
 from emreason.em import Job, run_em
-from emreason.tracking import Tracker
+from emreason.tracking import METRICS_FILE, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def build_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Job:
         questions_per_iteration=cfg.em.questions_per_iteration,
         test_samples=cfg.em.test_samples,
         test_temperature=cfg.em.test_temperature,
+        zero_shot_cache=None if cfg.em.zero_shot_cache is None else Path(cfg.em.zero_shot_cache),
         seed=cfg.seed,
         run_dir=run_dir,
         config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
@@ -152,8 +154,14 @@ def sweep_group(hydra_config) -> str | None:
     return f"{hydra_config.job.name}-{Path(hydra_config.sweep.dir).name}"
 
 
+def last_accuracy(run_dir: Path) -> float:
+    """What the job returns, for a sweeper that maximises it (hparams_search=, an Optuna
+    sweep): the accuracy of the run's last evaluation, on whatever dataset.test_split names."""
+    return json.loads((run_dir / METRICS_FILE).read_text().splitlines()[-1])["test_accuracy"]
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
@@ -188,7 +196,8 @@ def main(cfg: DictConfig) -> None:
         run_em(job, tracker)
     finally:
         tracker.close()
-    log.info("Metrics: %s", run_dir / "metrics.jsonl")
+    log.info("Metrics: %s", run_dir / METRICS_FILE)
+    return last_accuracy(run_dir)
 
 
 if __name__ == "__main__":

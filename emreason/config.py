@@ -32,6 +32,9 @@ class EMConfig:
     test_samples: int = 0
     # Temperature of those k samples.
     test_temperature: float = 1.0
+    # A folder where the zero-shot evaluation is kept per (model, dataset, seed, test set) and
+    # reused by the other jobs (experiment=study: the sweep's zero_shot/); null = evaluate.
+    zero_shot_cache: str | None = None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from emreason import checkpoint, rationale_log
+from emreason import checkpoint, rationale_log, zero_shot
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
@@ -49,6 +49,8 @@ class Job:
     # checkpoint keeps them, so `resume=DIR` composes the same job again.
     config: dict
     overrides: list[str]
+    # Where zero-shot evaluations are shared between jobs (emreason/zero_shot.py); None = none.
+    zero_shot_cache: Path | None = None
 
 
 def run_em(job: Job, tracker: Tracker) -> None:
@@ -73,8 +75,12 @@ def run_em(job: Job, tracker: Tracker) -> None:
             checkpoint.restore(resumed)
             first_iteration = resumed.iteration + 1
         else:
-            baseline, eval_s = timed(evaluation, 0, job, generator, prompts, benchmark.test)
-            tracker.log_iteration({"iteration": 0, **baseline, "eval_s": eval_s})
+            def evaluate_baseline() -> dict:
+                baseline, eval_s = timed(evaluation, 0, job, generator, prompts, benchmark.test)
+                return {"iteration": 0, **baseline, "eval_s": eval_s}
+
+            key = zero_shot.cache_key(job.config, benchmark.test)
+            tracker.log_iteration(zero_shot.baseline(job.zero_shot_cache, key, job.run_dir, evaluate_baseline))
             log.info("EM iteration 0: checkpoint")
             commit_checkpoint(job, stage_weights(job.run_dir, trainer, tokenizer), 0, trainer, sampler)
             first_iteration = 1

@@ -7,7 +7,9 @@ Writes into --out (default <multirun dir>/report, or ./report-<group>): one PNG 
 (mean over seeds with a ± one standard deviation band, one panel per dataset), `summary.md`
 (final accuracy per sampler and dataset) and a self-contained `report.html` with all of it.
 Only finished runs (all their EM iterations done) are plotted and averaged; unfinished ones
-(killed, failed or still running) are listed as such.
+(killed, failed or still running) are listed as such. Runs with per-question grades (a run
+directory's rationales/) add the study's section: intervals, paired differences, verdicts,
+lengths and cost (emreason/study_report.py).
 """
 
 import argparse
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from emreason import checkpoint
+from emreason import checkpoint, study_report
 from emreason.tracking import METRICS_FILE
 
 # One PNG per entry: (file name, metric key, y-axis label, title).
@@ -52,6 +54,8 @@ class Run:
     rows: list[dict]
     # The EM iterations the job is configured to run (em.iterations).
     iterations: int
+    # The job directory; None for a run read from W&B.
+    directory: Path | None = None
 
     @property
     def finished(self) -> bool:
@@ -94,11 +98,16 @@ def read_metrics(path: Path) -> list[dict]:
     return sorted(rows, key=lambda row: row["iteration"])
 
 
-def run_from_config(name: str, config: dict, rows: list[dict], where: str) -> Run:
+def sampler_label(sampler: dict) -> str:
+    """The sampler's name; TRICE without its control variate is an arm of its own."""
+    return sampler["name"] + ("_no_cv" if sampler.get("control_variate") is False else "")
+
+
+def run_from_config(name: str, config: dict, rows: list[dict], where: str, directory: Path | None = None) -> Run:
     try:
         return Run(
-            name, config["sampler"]["name"], config["dataset"]["name"], config["model"]["name"], int(config["seed"]), rows,
-            int(config["em"]["iterations"]),
+            name, sampler_label(config["sampler"]), config["dataset"]["name"], config["model"]["name"],
+            int(config["seed"]), rows, int(config["em"]["iterations"]), directory,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ReportError(f"{where}: config lacks sampler.name, dataset.name, model.name, seed or em.iterations ({error!r})") from None
@@ -127,7 +136,7 @@ def runs_from_directory(root: Path) -> list[Run]:
             rows = [row for row in rows if row["iteration"] <= done]
         name = job_dir.name if job_dir == root else str(job_dir.relative_to(root))
         if rows:
-            runs.append(run_from_config(name, OmegaConf.to_container(OmegaConf.load(config_path)), rows, str(config_path)))
+            runs.append(run_from_config(name, OmegaConf.to_container(OmegaConf.load(config_path)), rows, str(config_path), job_dir))
         else:
             print(f"emreason-report: skipping {job_dir}: its {METRICS_FILE} is empty", file=sys.stderr)
     if not runs:
@@ -227,6 +236,8 @@ def plot(runs: list[Run], key: str, ylabel: str, title: str, path: Path) -> None
         axis.set(title=dataset, xlabel="EM iteration", ylabel=ylabel)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.grid(alpha=0.3)
+        if key == "test_accuracy":
+            axis.set_ylim(0, 1)  # a few points of accuracy must not look like a cliff
         if iterations:
             axis.set_xlim(min(iterations) - 0.5, max(iterations) + 0.5)
             axis.legend(title="sampler (seeds)")
@@ -278,6 +289,24 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{cells('th', header)}</tr>{body}</table>"
 
 
+def image_html(title: str, path: Path) -> str:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">'
+
+
+def study_text(section: study_report.Section) -> tuple[str, str]:
+    """The study section as markdown and as HTML."""
+    notes = [section.note] if section.note else []
+    md = "".join(f"\n{note}\n" for note in notes) + "".join(
+        f"\n## {table.title}\n\n{table.note}\n\n{markdown(table.header, table.rows)}" for table in section.tables
+    )
+    page = "".join(f"<p>{html.escape(note)}</p>" for note in notes) + "".join(
+        f"<h3>{html.escape(table.title)}</h3><p>{html.escape(table.note)}</p>{html_table(table.header, table.rows)}"
+        for table in section.tables
+    ) + "".join(image_html(title, path) for title, path in section.plots)
+    return md, page
+
+
 def write_report(runs: list[Run], source: str, out: Path) -> Path:
     finished = [run for run in runs if run.finished]
     unfinished = [run for run in runs if not run.finished]
@@ -287,14 +316,18 @@ def write_report(runs: list[Run], source: str, out: Path) -> Path:
     images = []
     for file_name, key, ylabel, title in PLOTS:
         plot(finished, key, ylabel, title, out / file_name)
-        encoded = base64.b64encode((out / file_name).read_bytes()).decode()
-        images.append(f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">')
+        images.append(image_html(title, out / file_name))
+    try:
+        study_md, study_html = study_text(study_report.section(finished, out))
+    except study_report.StudyError as error:
+        raise ReportError(str(error)) from None
     summary = summary_table(finished)
     left_out = f"\n## Unfinished runs (not in the table or the plots)\n\n{markdown(*run_table(unfinished))}" if unfinished else ""
     (out / "summary.md").write_text(
         f"# Sampler comparison: {source}\n\nTest accuracy of the finished runs, mean ± std over seeds (sample std; 0 with one seed).\n"
         f"Final = each run's last EM iteration; baseline = iteration 0 (zero-shot); maj@k and pass@k\n"
         f"from k samples per question (em.test_samples), greedy accuracy otherwise.\n\n{markdown(*summary)}{left_out}"
+        f"\n# The study: intervals and verdicts\n{study_md}"
     )
     page = out / "report.html"
     page.write_text(
@@ -304,6 +337,7 @@ def write_report(runs: list[Run], source: str, out: Path) -> Path:
         "table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
         f"</style></head><body><h1>Sampler comparison</h1><p>Source: <code>{html.escape(source)}</code></p>"
         f"<h2>Final test accuracy</h2><p>Finished runs, mean ± std over seeds.</p>{html_table(*summary)}"
+        f"<h2>The study: intervals and verdicts</h2>{study_html}"
         f"<h2>Plots</h2>{''.join(images)}<h2>Runs</h2>{html_table(*run_table(runs))}</body></html>"
     )
     return page

@@ -74,8 +74,9 @@ def mean_std(values: list[float]) -> str:
 
 
 def summary_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    """summary.md's table of finished runs, keyed by (dataset, sampler)."""
-    lines = [line for line in path.read_text().split("\n\n#", 1)[0].splitlines() if line.startswith("|")]
+    """summary.md's first table (the finished runs' mean ± std), keyed by (dataset, sampler)."""
+    text = path.read_text()
+    lines = [line for line in text[text.index("|"):].split("\n\n")[0].splitlines()]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
     return {(row["dataset"], row["sampler"]): row for row in rows}
@@ -306,7 +307,8 @@ def test_report_of_a_real_sweep(tiny_multirun):
     assert result.returncode == 0, result.stderr
     out = sweep_dir / "report"
     assert_valid_pngs(out)
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(PLOTS)
+    # The study section adds its accuracy and length plots (the runs have per-question grades).
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(PLOTS) + 2
 
     table = summary_rows(out / "summary.md")
     assert len(table) == len(TINY_SWEEP_SAMPLERS)

@@ -1,0 +1,59 @@
+"""The study's presets compose: experiment=study (5 arms at one E-step budget, 2 benchmarks,
+3 seeds) and hparams_search=study_pilot (an Optuna search on the validation split)."""
+
+import itertools
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from conftest import REPO
+from emreason.config import register_configs
+from emreason.data.loading import load_benchmark
+
+ARMS = ["rs", "star", "pps", "trice", "trice_no_cv"]
+
+
+def composed(*overrides: str, hydra: bool = False):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def rationales_per_question(sampler) -> int:
+    """The most rationales an E-step draws per question, for each sampler's settings."""
+    return {
+        "rs": lambda: sampler.budget,
+        "pps": lambda: sampler.samples_per_question,
+        "star": lambda: sampler.samples_per_question + sampler.rationalization_samples,
+        "trice": lambda: sampler.init_samples + 1,  # a new question: memory init, then one proposal
+    }[sampler.name]()
+
+
+def test_the_study_sweeps_30_jobs_of_5_arms():
+    params = composed("experiment=study", hydra=True).hydra.sweeper.params
+    overrides = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    jobs = list(itertools.product(*[list(override.sweep_string_iterator()) for override in overrides]))
+    assert len(jobs) == 30
+    assert set(params["arm"].split(",")) == set(ARMS)
+    assert set(params["dataset"].split(",")) == {"arc_easy", "openbookqa"}
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_every_arm_has_the_same_e_step_budget(arm):
+    cfg = composed("experiment=study", f"arm={arm}")
+    assert rationales_per_question(cfg.sampler) == 4
+    assert cfg.sampler.name == arm.removesuffix("_no_cv")
+    if cfg.sampler.name == "trice":
+        assert cfg.sampler.control_variate is (arm == "trice")
+    assert cfg.dataset.test_split == "test" and cfg.dataset.test_size == 200
+
+
+def test_the_pilot_searches_on_validation_questions_only():
+    cfg = composed("hparams_search=study_pilot", hydra=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
+    assert set(cfg.hydra.sweeper.params) == {"optimizer.lr", "optimizer.epochs", "em.iterations", "em.questions_per_iteration"}
+    benchmark = load_benchmark(cfg.dataset, cfg.seed)
+    test = load_benchmark(composed().dataset, cfg.seed).test
+    assert len(benchmark.test) == 200
+    assert not {q.id for q in benchmark.test} & {q.id for q in test}  # validation is not the test split
