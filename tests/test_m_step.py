@@ -187,7 +187,7 @@ def test_bfloat16_compute_keeps_float32_master_weights_and_the_float32_update(ti
     for dtype in ("float32", "bfloat16"):
         policy = trainer(tiny_model_dir, dtype=dtype, lr=lr, batch_size=len(SEQUENCES))
         before = {name: p.detach().clone() for name, p in policy.model.named_parameters()}
-        [step] = policy.batches(SEQUENCES)
+        step = list(SEQUENCES)
         policy.optimizer.zero_grad(set_to_none=True)
         loss = policy.accumulate_gradients(step)
         grads = {name: p.grad.clone() for name, p in policy.model.named_parameters()}

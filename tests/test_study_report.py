@@ -36,7 +36,7 @@ def evaluation(seed: int, right: int, words: int) -> list[Rationale]:
 def write_run(job_dir: Path, arm: str, seed: int, dataset: str = "arc_easy") -> None:
     extra, words = ARMS[arm]
     sampler = {"name": arm.removesuffix("_no_cv")} | ({"control_variate": arm == "trice"} if arm.startswith("trice") else {})
-    config = {"dataset": {"name": dataset}, "model": {"name": "tiny"}, "sampler": sampler, "seed": seed}
+    config = {"dataset": {"name": dataset}, "model": {"name": "tiny"}, "sampler": sampler, "seed": seed, "em": {"iterations": 1}}
     (job_dir / ".hydra").mkdir(parents=True)
     (job_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     rows = [
