@@ -80,9 +80,10 @@ class Run:
         self.log.close()
 
     def wait_for_phase(self, phase: str) -> bool:
-        """Block until the job announces phase ("1: M-step"); False if it exited first."""
+        """Block until the job announces phase ("1: M-step", or a numbered one such as TRICE's
+        "1: M-step 2"); False if it exited first."""
         with self.phase_started:
-            while phase not in self.phases_seen:
+            while not any(seen == phase or seen.startswith(f"{phase} ") for seen in self.phases_seen):
                 if self.process.poll() is not None:
                     return False
                 self.phase_started.wait(timeout=1.0)
