@@ -52,7 +52,9 @@ def test_every_arm_has_the_same_e_step_budget(arm):
 def test_the_pilot_searches_on_validation_questions_only():
     cfg = composed("hparams_search=study_pilot", hydra=True)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
-    assert set(cfg.hydra.sweeper.params) == {"optimizer.lr", "optimizer.epochs", "em.iterations", "em.questions_per_iteration"}
+    assert set(cfg.hydra.sweeper.params) == {"optimizer.lr", "optimizer.epochs"}
+    study = composed("experiment=study")
+    assert (cfg.em.iterations, cfg.em.questions_per_iteration) == (study.em.iterations, study.em.questions_per_iteration)
     benchmark = load_benchmark(cfg.dataset, cfg.seed)
     test = load_benchmark(composed().dataset, cfg.seed).test
     assert len(benchmark.test) == 200

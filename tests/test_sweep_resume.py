@@ -71,10 +71,11 @@ def test_a_sweep_killed_in_its_second_job_continues_with_one_command_and_ends_li
     assert not (sweep / "2").exists()
     finished_job = fingerprint(sweep / "0")
 
-    # `-m resume=` stops at once, before creating anything, with the command that continues the sweep.
+    # `-m resume=` stops at once, before creating anything, with the command that continues the sweep
+    # (Hydra keeps a sweep's own config in multirun.yaml; each job's in its .hydra).
     asked = run_emreason("-m", f"resume={sweep / '1'}", timeout=300)
     assert asked.returncode != 0
-    assert sorted(path.name for path in sweep.iterdir()) == [".hydra", "0", "1", "multirun.yaml"]
+    assert sorted(path.name for path in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
     lines = asked.stderr.splitlines()
     command = shlex.split(lines[lines.index(next(line for line in lines if "To continue the sweep" in line)) + 1])
     assert command == ["emreason", "-m", *SWEEP, f"hydra.sweep.dir={sweep}"]
