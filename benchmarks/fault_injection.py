@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from emreason.metrics_file import read_metrics, without_timings
+
 REPO = Path(__file__).resolve().parent.parent
 EMREASON = str(Path(sys.executable).parent / "emreason")
 JOB = ["experiment=tiny", "sampler=pps", "logger.mode=disabled"]
@@ -115,14 +117,6 @@ def _alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-
-
-def without_timings(rows: list[dict]) -> list[dict]:
-    return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in rows]
 
 
 def episode(

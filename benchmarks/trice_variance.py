@@ -24,16 +24,12 @@ Prints `name: value` lines; trice_cv_gradient_variance_ratio < 1 means the CV he
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from emreason.chat import ChatPrompts
-from emreason.config import register_configs
-from emreason.data.config import as_dataset_config
+from emreason.config import compose_job
 from emreason.data.example import Example
 from emreason.data.grading import grade
 from emreason.data.loading import load_benchmark
@@ -48,7 +44,6 @@ from emreason.samplers.trice import (
 )
 from emreason.training.loss import TrainingSequence, collate, logit_bias_scores, weighted_nll
 
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
 SEED = 0
 # Training questions in the pool, and per question the hinted and the unhinted samples.
 QUESTIONS = 12
@@ -74,12 +69,10 @@ def main() -> None:
     # The 2 cores are shared: one thread avoids the stalls of an oversubscribed thread pool.
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
-    register_configs()
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("config")
-    dataset = as_dataset_config(cfg.dataset)
+    job = compose_job()
+    dataset = job.dataset
     examples = load_benchmark(dataset, SEED).train[:QUESTIONS]
-    model_dir = resolve_model(OmegaConf.to_object(cfg.model))
+    model_dir = resolve_model(job.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     prompts = ChatPrompts(tokenizer, dataset.prompts)

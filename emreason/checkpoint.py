@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from emreason.tracking import METRICS_FILE, RATIONALES_FILE
+from emreason.metrics_file import METRICS_FILE
+from emreason.tracking import RATIONALES_FILE
 
 CHECKPOINT = "checkpoint"
 STAGING = "checkpoint.staging"

@@ -1,6 +1,5 @@
 """The `emreason` command: a Hydra app that composes conf/ into a job and runs EM."""
 
-import json
 import logging
 import shlex
 import signal
@@ -13,17 +12,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emreason import checkpoint
-from emreason.config import check_ranges, register_configs, resolve_precision
-from emreason.data.config import as_dataset_config
-from emreason.em import Job, run_em
-from emreason.tracking import METRICS_FILE, Tracker
+from emreason.config import CONFIG_DIR, job_config, register_configs
+from emreason.em import run_em
+from emreason.metrics_file import METRICS_FILE, read_metrics
+from emreason.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 register_configs()
 
-# conf/ sits beside the package at the top of the repository (an editable install).
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # What Hydra writes into a sweep directory: the sweep's config and command-line overrides.
 MULTIRUN_FILE = "multirun.yaml"
 
@@ -74,27 +71,6 @@ def continue_sweep_command(sweep: Path) -> str:
 
 OmegaConf.register_new_resolver("emreason.run_dir", run_dir_of)
 OmegaConf.register_new_resolver("emreason.sweep_dir", sweep_dir_of)
-
-
-def build_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Job:
-    check_ranges(cfg)
-    resolve_precision(cfg)
-    return Job(
-        dataset=as_dataset_config(cfg.dataset),
-        model=OmegaConf.to_object(cfg.model),
-        sampler=OmegaConf.to_object(cfg.sampler),
-        optimizer=OmegaConf.to_object(cfg.optimizer),
-        generator=OmegaConf.to_object(cfg.generator),
-        iterations=cfg.em.iterations,
-        questions_per_iteration=cfg.em.questions_per_iteration,
-        test_samples=cfg.em.test_samples,
-        test_temperature=cfg.em.test_temperature,
-        zero_shot_cache=None if cfg.em.zero_shot_cache is None else Path(cfg.em.zero_shot_cache),
-        seed=cfg.seed,
-        run_dir=run_dir,
-        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-        overrides=overrides,
-    )
 
 
 def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
@@ -157,7 +133,7 @@ def sweep_group(hydra_config) -> str | None:
 def last_accuracy(run_dir: Path) -> float:
     """What the job returns, for a sweeper that maximises it (hparams_search=, an Optuna
     sweep): the accuracy of the run's last evaluation, on whatever dataset.test_split names."""
-    return json.loads((run_dir / METRICS_FILE).read_text().splitlines()[-1])["test_accuracy"]
+    return read_metrics(run_dir)[-1]["test_accuracy"]
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
@@ -183,17 +159,17 @@ def main(cfg: DictConfig) -> float:
         # A rerun sweep skips its finished jobs.
         log.info("%s has done all %d EM iterations (%s): nothing to run.", run_dir, cfg.em.iterations, found)
         return
-    job = build_job(cfg, run_dir, overrides)
+    job = job_config(cfg)
     checkpoint.restore_history(run_dir, found)
     tracker = Tracker(
         run_dir,
-        OmegaConf.to_object(cfg.logger),
-        job.config,
+        job.logger,
+        job.as_dict(),
         tags=[f"sampler:{job.sampler.name}", f"dataset:{job.dataset.name}", f"model:{job.model.name}"],
         job_type=job.sampler.name,
     )
     try:
-        run_em(job, tracker)
+        run_em(job, run_dir, overrides, tracker)
     finally:
         tracker.close()
     log.info("Metrics: %s", run_dir / METRICS_FILE)

@@ -1,37 +1,49 @@
-"""The structured config of a job. Hydra checks every YAML file in conf/ against these
-dataclasses, so a wrong key or value fails before any model loads, naming the key; then
-`check_ranges` checks the numbers types cannot (a learning rate of 0, no iterations)."""
+"""The structured config of a job, from Hydra to the EM loop. The dataclasses hold every default
+(conf/*.yaml states only what a choice changes) and, beside each field, what it allows
+(emreason/checks.py). Hydra checks keys and types as it composes; `OmegaConf.to_object` then
+builds the Config, whose __post_init__ checks every value, so a wrong key or value fails before
+any model loads, naming the key, the value and what is allowed."""
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from emreason import precision
+from emreason.checks import above, at_least, problems_of
 from emreason.data.config import DatasetConfig
 from emreason.generation.vllm_engine import GeneratorConfig
 from emreason.model_store import ModelConfig
 from emreason.samplers import SAMPLERS
 from emreason.tracking import LoggerConfig
-from emreason.training.m_step import M_STEP_DTYPES, OptimizerConfig
+from emreason.training.m_step import OptimizerConfig
 
 log = logging.getLogger(__name__)
+
+# conf/ sits beside the package at the top of the repository (an editable install).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+class ConfigRangeError(ValueError):
+    """Config values outside what their fields allow; the message names each key, value and
+    what is allowed."""
 
 
 @dataclass
 class EMConfig:
     # EM iterations (E-step, M-step, weight sync, evaluation) after the zero-shot baseline.
-    iterations: int = 2
+    iterations: int = field(default=2, metadata=at_least(1))
     # Training questions each E-step samples rationales for, walking through a seeded
     # permutation of the training split.
-    questions_per_iteration: int = 48
+    questions_per_iteration: int = field(default=64, metadata=at_least(1))
     # k of the sampled evaluation (maj@k, pass@k) logged beside greedy accuracy; 0: greedy only.
-    test_samples: int = 0
+    test_samples: int = field(default=0, metadata=at_least(0))
     # Temperature of those k samples.
-    test_temperature: float = 1.0
+    test_temperature: float = field(default=1.0, metadata=above(0))
     # A folder where the zero-shot evaluation is kept per (model, dataset, seed, test set) and
     # reused by the other jobs (experiment=study: the sweep's zero_shot/); null = evaluate.
     zero_shot_cache: str | None = None
@@ -55,6 +67,15 @@ class Config:
     # (see emreason/cli.py); null starts a new run.
     resume: str | None = None
 
+    def __post_init__(self):
+        problems = problems_of(self)
+        if problems:
+            raise ConfigRangeError("; ".join(problems))
+
+    def as_dict(self) -> dict:
+        """The resolved config as plain data: what checkpoints and the W&B run keep."""
+        return OmegaConf.to_container(OmegaConf.structured(self), enum_to_str=True)
+
 
 def register_configs() -> None:
     store = ConfigStore.instance()
@@ -68,70 +89,20 @@ def register_configs() -> None:
         store.store(group="sampler", name=f"base_{sampler_config.name}", node=sampler_config)
 
 
-class ConfigRangeError(ValueError):
-    """Config values outside their allowed range; the message names each key, value and range."""
+def job_config(cfg: DictConfig) -> Config:
+    """The composed config as the typed Config the EM loop runs (`auto` dtypes resolved).
+    The command and the benchmarks both build their job with it.
+
+    Raises ConfigRangeError naming every problem at once (Config.__post_init__)."""
+    resolve_precision(cfg)
+    return OmegaConf.to_object(cfg)
 
 
-def at_least(low: float) -> tuple[Callable[[float], bool], str]:
-    return (lambda value: value >= low), f">= {low}"
-
-
-def above(low: float) -> tuple[Callable[[float], bool], str]:
-    return (lambda value: value > low), f"> {low}"
-
-
-# Config key -> (test, what is allowed). A key the chosen config lacks (sampler.budget outside
-# sampler=rs) and a null value (dataset.test_size=null: all) are not checked.
-RANGES = {
-    "em.iterations": at_least(1),
-    "em.questions_per_iteration": at_least(1),
-    "em.test_samples": at_least(0),
-    "em.test_temperature": above(0),
-    "dataset.train_size": at_least(1),
-    "dataset.test_size": at_least(1),
-    "sampler.temperature": at_least(0),
-    "sampler.budget": at_least(1),
-    "sampler.samples_per_question": at_least(1),
-    "sampler.rationalization_samples": at_least(1),
-    "sampler.init_samples": at_least(1),
-    "sampler.subsample_size": at_least(1),
-    "sampler.minibatch_size": at_least(1),
-    "sampler.steps_per_iteration": at_least(1),
-    "sampler.first_m_step_steps": at_least(1),
-    "sampler.step_growth": above(0),
-    "optimizer.lr": above(0),
-    "optimizer.weight_decay": at_least(0),
-    "optimizer.epochs": at_least(1),
-    "optimizer.batch_size": at_least(1),
-    "optimizer.micro_batch_size": at_least(1),
-    "optimizer.max_grad_norm": at_least(0),
-    "optimizer.processes": at_least(1),
-    "optimizer.lora.rank": at_least(1),
-    "optimizer.dtype": ((lambda value: value in M_STEP_DTYPES), f"one of {', '.join(M_STEP_DTYPES)}"),
-    "generator.max_model_len": at_least(2),
-    "generator.max_new_tokens": at_least(1),
-    "generator.gpu_memory_utilization": ((lambda value: 0 < value <= 1), "> 0 and <= 1"),
-    "generator.cpu_kv_cache_gib": at_least(1),
-    "generator.tensor_parallel_size": at_least(1),
-    "logger.rationale_table_questions": at_least(0),
-}
-
-
-def check_ranges(cfg: DictConfig) -> None:
-    """Raise ConfigRangeError listing every value of cfg outside its range."""
-    problems = []
-    for key, (allowed, allowed_text) in RANGES.items():
-        value = OmegaConf.select(cfg, key)
-        if value is not None and not allowed(value):
-            problems.append(f"{key}={value} is out of range: allowed {allowed_text}")
-    max_new_tokens, max_model_len = cfg.generator.max_new_tokens, cfg.generator.max_model_len
-    if max_new_tokens >= max_model_len:
-        problems.append(
-            f"generator.max_new_tokens={max_new_tokens} is out of range: allowed < "
-            f"generator.max_model_len={max_model_len}, leaving room for the prompt"
-        )
-    if problems:
-        raise ConfigRangeError("; ".join(problems))
+def compose_job(overrides: list[str] = ()) -> Config:
+    """The job `emreason OVERRIDES...` would run, composed outside the command (benchmarks, tests)."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return job_config(compose("config", overrides=list(overrides)))
 
 
 def resolve_precision(cfg: DictConfig) -> None:

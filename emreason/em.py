@@ -1,7 +1,8 @@
-"""The EM loop. Read it top to bottom: baseline evaluation, then per iteration an E-step
-(the sampler proposes rationales on vLLM), an M-step (weighted fine-tuning in PyTorch on the
-accepted rationales given the UNHINTED prompt), a weight sync into the running engine, and an
-evaluation (greedy accuracy on held-out questions)."""
+"""The EM loop. Read it top to bottom: iteration 0 evaluates the model it starts from (the
+zero-shot baseline); every later iteration runs an E-step (the sampler proposes rationales on
+vLLM), an M-step (weighted fine-tuning in PyTorch on the accepted rationales given the UNHINTED
+prompt) and a weight sync into the running engine, then the same evaluation (greedy accuracy on
+held-out questions). Each iteration ends with its metrics row and a checkpoint."""
 
 import logging
 import random
@@ -15,45 +16,24 @@ from transformers import AutoTokenizer
 
 from emreason import checkpoint, rationale_log, zero_shot
 from emreason.chat import ChatPrompts
+from emreason.config import Config
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
 from emreason.evaluation import Evaluation, evaluate, evaluate_sampled
-from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
-from emreason.model_store import ModelConfig, resolve_model
-from emreason.samplers import Proposer, SamplerConfig, build_sampler
-from emreason.samplers.base import EStepResult, Rationale
+from emreason.generation.vllm_engine import VLLMGenerator
+from emreason.model_store import resolve_model
+from emreason.samplers import Proposer, Sampler, build_sampler
+from emreason.samplers.base import EStepResult, Rationale, ToSequences
 from emreason.tracking import Tracker
 from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepTrainer, OptimizerConfig
+from emreason.training.m_step import MStepTrainer
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Job:
-    """Everything one EM run is made of, built from the config."""
-
-    dataset: object
-    model: ModelConfig
-    sampler: SamplerConfig
-    optimizer: OptimizerConfig
-    generator: GeneratorConfig
-    iterations: int
-    questions_per_iteration: int
-    # k of maj@k and pass@k (0: greedy evaluation only), and the temperature of those samples.
-    test_samples: int
-    test_temperature: float
-    seed: int
-    run_dir: Path
-    # The resolved config and the command-line overrides it was composed from; every
-    # checkpoint keeps them, so `resume=DIR` composes the same job again.
-    config: dict
-    overrides: list[str]
-    # Where zero-shot evaluations are shared between jobs (emreason/zero_shot.py); None = none.
-    zero_shot_cache: Path | None = None
-
-
-def run_em(job: Job, tracker: Tracker) -> None:
+def run_em(job: Config, run_dir: Path, overrides: list[str], tracker: Tracker) -> None:
+    """Run the job in run_dir, continuing after its last checkpoint if it has one. `overrides`
+    are the command line's, kept in every checkpoint so `resume=DIR` composes the same job."""
     random.seed(job.seed)
     torch.manual_seed(job.seed)
     benchmark = load_benchmark(job.dataset, job.seed)
@@ -61,12 +41,13 @@ def run_em(job: Job, tracker: Tracker) -> None:
     base_model_dir = resolve_model(job.model)
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     prompts = ChatPrompts(tokenizer, job.dataset.prompts, job.generator)
-    found = checkpoint.latest(job.run_dir)
+    found = checkpoint.latest(run_dir)
     trainer = MStepTrainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed, checkpoint=found)
-    max_new_tokens = job.generator.max_new_tokens
     generator = VLLMGenerator(found / "model" if found else base_model_dir, job.generator, job.seed)
+    context = Context(job, run_dir, overrides, generator, prompts, benchmark.test)
     try:
-        sampler = build_sampler(job.sampler, Proposer(generator, prompts, max_new_tokens))
+        sampler = build_sampler(job.sampler, Proposer(generator, prompts, job.generator.max_new_tokens))
+        first_iteration = 0
         if found:
             resumed = checkpoint.load(found)
             log.info("Resuming after EM iteration %d from %s", resumed.iteration, found)
@@ -74,84 +55,104 @@ def run_em(job: Job, tracker: Tracker) -> None:
             # Last: loading the models above must not draw from the restored RNG states.
             checkpoint.restore(resumed)
             first_iteration = resumed.iteration + 1
-        else:
-            def evaluate_baseline() -> dict:
-                baseline, eval_s = timed(evaluation, 0, job, generator, prompts, benchmark.test)
-                return {"iteration": 0, **baseline, "eval_s": eval_s}
-
-            key = zero_shot.cache_key(job.config, benchmark.test)
-            tracker.log_iteration(zero_shot.baseline(job.zero_shot_cache, key, job.run_dir, evaluate_baseline))
-            log.info("EM iteration 0: checkpoint")
-            commit_checkpoint(job, stage_weights(job.run_dir, trainer, tokenizer), 0, trainer, sampler)
-            first_iteration = 1
 
         to_sequences = partial(training_sequences, prompts=prompts, tokenizer=tokenizer)
-        for iteration in range(first_iteration, job.iterations + 1):
-            size = sampler.questions_per_iteration(job.questions_per_iteration, len(benchmark.train))
-            questions = questions_for_iteration(benchmark.train, iteration, size, job.seed)
-            e_steps, m_steps = [], []
-            e_step_s = m_step_s = sync_s = 0.0
+        for iteration in range(first_iteration, job.em.iterations + 1):
             staging = None
-            # One (E-step, M-step) pair for the filtered samplers; TRICE takes several.
-            for step, minibatch in enumerate(sampler.minibatches(questions), 1):
-                start_phase(f"E-step {step}", iteration, job, generator)
-                e_step, seconds = timed(sampler.e_step, minibatch)
-                e_steps.append(e_step)
-                e_step_s += seconds
-                if not e_step.accepted:
-                    log.warning("Iteration %d: E-step %d accepted no rationale; no M-step.", iteration, step)
-                    continue
-                log.info("EM iteration %d: M-step %d", iteration, step)
-                metrics, seconds = timed(sampler.train, trainer, e_step, to_sequences)
-                m_steps.append(metrics)
-                m_step_s += seconds
-                staging = stage_weights(job.run_dir, trainer, tokenizer)
-                log.info("EM iteration %d: weight sync", iteration)
-                sync_s += timed(generator.load_weights, staging / "model")[1]
-            e_step = EStepResult.merged(e_steps)
-            tracker.log_rationales(iteration, e_step.proposals)
-            rationale_log.write(job.run_dir, iteration, "e_step", e_step.proposals)
-            staging = staging or stage_weights(job.run_dir, trainer, tokenizer)
-
-            result, eval_s = timed(evaluation, iteration, job, generator, prompts, benchmark.test)
-            timings = {"e_step_s": e_step_s, "m_step_s": m_step_s, "sync_s": sync_s, "eval_s": eval_s}
-            tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings, m_steps))
+            if iteration == 0:
+                # The zero-shot baseline: an evaluation alone (shared between jobs by em.zero_shot_cache).
+                key = zero_shot.cache_key(context.saved_config, benchmark.test)
+                row = zero_shot.baseline(job.em.zero_shot_cache, key, run_dir, partial(evaluation, 0, context))
+            else:
+                size = sampler.questions_per_iteration(job.em.questions_per_iteration, len(benchmark.train))
+                questions = questions_for_iteration(benchmark.train, iteration, size, job.seed)
+                e_step, m_steps, timings, staging = learn(iteration, questions, context, sampler, trainer, tokenizer, to_sequences)
+                tracker.log_rationales(iteration, e_step.proposals)
+                rationale_log.write(run_dir, iteration, "e_step", e_step.proposals)
+                row = iteration_metrics(iteration, questions, e_step, evaluation(iteration, context), timings, m_steps)
+            tracker.log_iteration(row)
             log.info("EM iteration %d: checkpoint", iteration)
-            commit_checkpoint(job, staging, iteration, trainer, sampler)
+            commit_checkpoint(context, staging or stage_weights(run_dir, trainer, tokenizer), iteration, trainer, sampler)
     finally:
         generator.close()
 
 
-def start_phase(phase: str, iteration: int, job: Job, generator: VLLMGenerator) -> None:
+@dataclass
+class Context:
+    """What the phases of a run share besides the models."""
+
+    job: Config
+    run_dir: Path
+    overrides: list[str]
+    generator: VLLMGenerator
+    prompts: ChatPrompts
+    test: list[Example]
+
+    @property
+    def saved_config(self) -> dict:
+        return self.job.as_dict()
+
+
+def learn(
+    iteration: int, questions: list[Example], context: Context, sampler: Sampler, trainer: MStepTrainer, tokenizer,
+    to_sequences: ToSequences,
+) -> tuple[EStepResult, list[dict], dict, Path | None]:
+    """The iteration's (E-step, M-step, weight sync) pairs: one for the filtered samplers, one per
+    minibatch for TRICE. Returns the E-steps as one, each M-step's metrics, the seconds spent in
+    each phase, and the staged weights of the last M-step (None when no M-step ran)."""
+    e_steps, m_steps = [], []
+    timings = {"e_step_s": 0.0, "m_step_s": 0.0, "sync_s": 0.0}
+    staging = None
+    for step, minibatch in enumerate(sampler.minibatches(questions), 1):
+        start_phase(f"E-step {step}", iteration, context)
+        e_step, seconds = timed(sampler.e_step, minibatch)
+        e_steps.append(e_step)
+        timings["e_step_s"] += seconds
+        if not e_step.accepted:
+            log.warning("Iteration %d: E-step %d accepted no rationale; no M-step.", iteration, step)
+            continue
+        log.info("EM iteration %d: M-step %d", iteration, step)
+        metrics, seconds = timed(sampler.train, trainer, e_step, to_sequences)
+        m_steps.append(metrics)
+        timings["m_step_s"] += seconds
+        staging = stage_weights(context.run_dir, trainer, tokenizer)
+        log.info("EM iteration %d: weight sync", iteration)
+        timings["sync_s"] += timed(context.generator.load_weights, staging / "model")[1]
+    return EStepResult.merged(e_steps), m_steps, timings, staging
+
+
+def start_phase(phase: str, iteration: int, context: Context) -> None:
     """Reseed the engine from (seed, iteration, phase): a job resumed after a restart samples
     exactly the rationales an uninterrupted one would have (the engine's own stream would not)."""
     log.info("EM iteration %d: %s", iteration, phase)
-    generator.reseed(random.Random(f"{job.seed}-{iteration}-{phase}").getrandbits(63))
+    context.generator.reseed(random.Random(f"{context.job.seed}-{iteration}-{phase}").getrandbits(63))
 
 
-def evaluation(iteration: int, job: Job, generator: VLLMGenerator, prompts: ChatPrompts, test: list[Example]) -> dict:
-    """The test metrics: greedy, and maj@k / pass@k when em.test_samples = k > 0."""
-    max_new_tokens = job.generator.max_new_tokens
-    start_phase("evaluation", iteration, job, generator)
+def evaluation(iteration: int, context: Context) -> dict:
+    """The iteration's row of test metrics: greedy, and maj@k / pass@k when em.test_samples =
+    k > 0, with the seconds they took (eval_s)."""
+    started = time.perf_counter()
+    generator, prompts, test, em = context.generator, context.prompts, context.test, context.job.em
+    max_new_tokens = context.job.generator.max_new_tokens
+    start_phase("evaluation", iteration, context)
     greedy = evaluate(generator, prompts, test, max_new_tokens)
-    rationale_log.write(job.run_dir, iteration, "evaluation", greedy.rationales)
-    metrics = test_metrics(greedy)
-    if job.test_samples:
-        start_phase("sampled evaluation", iteration, job, generator)
-        sampled = evaluate_sampled(generator, prompts, test, max_new_tokens, job.test_samples, job.test_temperature)
+    rationale_log.write(context.run_dir, iteration, "evaluation", greedy.rationales)
+    metrics = {"iteration": iteration, **test_metrics(greedy)}
+    if em.test_samples:
+        start_phase("sampled evaluation", iteration, context)
+        sampled = evaluate_sampled(generator, prompts, test, max_new_tokens, em.test_samples, em.test_temperature)
         metrics |= {"test_maj_at_k": sampled.majority_accuracy, "test_pass_at_k": sampled.pass_rate}
-    return metrics
+    return {**metrics, "eval_s": time.perf_counter() - started}
 
 
 def iteration_metrics(
-    iteration: int, questions: list[Example], e_step: EStepResult, result: dict, timings: dict,
+    iteration: int, questions: list[Example], e_step: EStepResult, evaluated: dict, timings: dict,
     m_steps: list[dict] = (),
 ) -> dict:
     # Rationales learned from; TRICE's negatively weighted proposals are not among them.
     kept = [r for r in e_step.accepted if r.weight > 0]
     return {
-        "iteration": iteration,
-        **result,
+        **evaluated,
         "acceptance_rate": e_step.acceptance_rate,
         "rationales_kept": len(kept),
         "questions_with_rationale": len({r.example.id for r in kept}) / len(questions),
@@ -184,18 +185,18 @@ def stage_weights(run_dir: Path, trainer: MStepTrainer, tokenizer) -> Path:
     return staging
 
 
-def commit_checkpoint(job: Job, staging: Path, iteration: int, trainer: MStepTrainer, sampler) -> None:
+def commit_checkpoint(context: Context, staging: Path, iteration: int, trainer: MStepTrainer, sampler: Sampler) -> None:
     """Written after the iteration's metrics row: a resume redoes the iterations after the
     last committed one and drops their rows, so no row is lost or doubled."""
-    with checkpoint.writing(job.run_dir):
+    with checkpoint.writing(context.run_dir):
         trainer.save_training_state(staging)
         checkpoint.commit(
-            job.run_dir,
+            context.run_dir,
             staging,
             iteration=iteration,
             sampler_state=sampler.state_dict(),
-            config=job.config,
-            overrides=job.overrides,
+            config=context.saved_config,
+            overrides=context.overrides,
         )
 
 

@@ -15,7 +15,6 @@ lengths and cost (emreason/study_report.py).
 import argparse
 import base64
 import html
-import json
 import os
 import statistics
 import sys
@@ -26,7 +25,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from emreason import checkpoint, study_report
-from emreason.tracking import METRICS_FILE
+from emreason import metrics_file
+from emreason.metrics_file import METRICS_FILE
 
 # One PNG per entry: (file name, metric key, y-axis label, title).
 PLOTS = [
@@ -87,15 +87,11 @@ def checked_row(row: object, where: str) -> dict:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ReportError(f"{path}, line {number}: malformed JSON ({error.msg})") from None
-            rows.append(checked_row(row, f"{path}, line {number}"))
-    return sorted(rows, key=lambda row: row["iteration"])
+    try:
+        rows = metrics_file.read_rows(path)
+    except metrics_file.MalformedRowError as error:
+        raise ReportError(str(error)) from None
+    return sorted((checked_row(row, f"{path}, row {number}") for number, row in enumerate(rows, 1)), key=lambda row: row["iteration"])
 
 
 def sampler_label(sampler: dict) -> str:

@@ -3,42 +3,24 @@ and Weights & Biases. The W&B run of a run directory is always rebuilt from thos
 when a job starts, so it holds exactly their rows, however often the job was resumed."""
 
 import hashlib
-import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections import defaultdict
 from enum import Enum
 from pathlib import Path
 
+from emreason.checks import at_least
+from emreason.metrics_file import METRICS_FILE, append_rows, read_rows, table_header, table_row
 from emreason.samplers.base import Rationale
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 # The rationales shown in W&B's table, one JSON object (RATIONALE_COLUMNS) per line.
 RATIONALES_FILE = "rationales.jsonl"
 # Folders of W&B runs inside <run dir>/wandb (offline and online).
 WANDB_RUN_FOLDERS = ("offline-run-*", "run-*")
-
-# Columns of the printed table: (metric key, header, number format).
-TABLE_COLUMNS = [
-    ("iteration", "iter", "d"),
-    ("test_accuracy", "test_acc", ".3f"),
-    ("test_unparseable_rate", "no_answer", ".3f"),
-    ("test_maj_at_k", "maj@k", ".3f"),
-    ("test_pass_at_k", "pass@k", ".3f"),
-    ("acceptance_rate", "accept", ".3f"),
-    ("rationales_kept", "kept", "d"),
-    ("mean_rationale_tokens", "rat_tok", ".1f"),
-    ("tokens_generated", "gen_tok", "d"),
-    ("e_step_s", "e_step_s", ".1f"),
-    ("m_step_s", "m_step_s", ".1f"),
-    ("sync_s", "sync_s", ".2f"),
-    ("eval_s", "eval_s", ".1f"),
-]
-
 
 RATIONALE_COLUMNS = [
     "iteration", "question_id", "question", "gold", "rationale", "extracted_answer", "correct", "hinted",
@@ -61,19 +43,7 @@ class LoggerConfig:
     # Runs of one sweep share a group; None = named from the sweep directory.
     group: str | None = None
     # Questions per EM iteration whose rationales go into the W&B rationale table.
-    rationale_table_questions: int = 4
-
-
-def table_header() -> str:
-    return "  ".join(f"{header:>9}" for _, header, _ in TABLE_COLUMNS)
-
-
-def table_row(row: dict) -> str:
-    cells = []
-    for key, _, number_format in TABLE_COLUMNS:
-        value = row.get(key)
-        cells.append(f"{'-' if value is None else format(value, number_format):>9}")
-    return "  ".join(cells)
+    rationale_table_questions: int = field(default=4, metadata=at_least(0))
 
 
 class Tracker:
@@ -166,18 +136,6 @@ class Tracker:
     def close(self) -> None:
         if self.wandb_run is not None:
             self.wandb_run.finish()
-
-
-def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append JSON lines and make them durable before anything else happens."""
-    with path.open("a") as file:
-        file.write("".join(json.dumps(row) + "\n" for row in rows))
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def wandb_run_id(run_dir: Path) -> str:

@@ -30,16 +30,10 @@ def run_emreason(*overrides: str, timeout: int = 1800) -> subprocess.CompletedPr
 @pytest.fixture(scope="session")
 def default_model_dir():
     """The embedded default model, converted once into the cache."""
-    from hydra import compose, initialize_config_dir
-
-    from emreason.config import register_configs
+    from emreason.config import compose_job
     from emreason.model_store import resolve_model
-    from omegaconf import OmegaConf
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config")
-    return resolve_model(OmegaConf.to_object(cfg.model))
+    return resolve_model(compose_job().model)
 
 
 @pytest.fixture(scope="session")
@@ -64,16 +58,9 @@ TINY_SWEEP_SAMPLERS = ["rs", "star", "pps"]
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """A randomly initialised two-layer Llama (tied embeddings, like SmolLM2), saved as a
-    model folder: fast enough to train in unit tests."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A tiny Llama (fakes.tiny_llama; tied embeddings, like SmolLM2), saved as a model folder."""
+    from fakes import tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=64, tie_word_embeddings=True,
-    )
     folder = tmp_path_factory.mktemp("tiny_llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_llama().save_pretrained(folder)
     return folder

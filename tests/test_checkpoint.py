@@ -11,19 +11,7 @@ import torch
 from hydra import initialize_config_dir
 
 from emreason import checkpoint, cli, em
-
-
-def write_checkpoint(run_dir, iteration, overrides=("sampler=pps",)):
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i}) + "\n" for i in range(iteration + 1)))
-    staging = checkpoint.staging_dir(run_dir)
-    checkpoint.commit(
-        run_dir,
-        staging,
-        iteration=iteration,
-        sampler_state={"memory": {"q1": iteration}},
-        config={"seed": 0, "em": {"iterations": iteration}},
-        overrides=list(overrides),
-    )
+from fakes import write_checkpoint
 
 
 def test_a_committed_checkpoint_restores_iteration_state_rngs_and_metrics(tmp_path):

@@ -456,7 +456,7 @@ def test_offline_without_a_local_copy_says_what_to_set(monkeypatch):
     [
         ("mmlu", ["subjects=[anatomy]", "tasks=[navigate]"], "set dataset.subjects or dataset.tasks, not both"),
         ("mmlu", ["subjects=[astrology]"], r"no data for \['astrology'\] in split 'test'.*'anatomy'"),
-        ("bbh", ["train_fraction=1.0"], "train_fraction=1.0 must be between 0 and 1"),
+        ("bbh", ["train_fraction=1.0"], "dataset.train_fraction=1.0 is out of range: allowed > 0 and < 1"),
         ("arc_easy", ["train_split=test"], "set dataset.train_split=null"),
         (
             "arc_easy",

@@ -6,7 +6,7 @@ import torch
 from emreason.training.loss import TrainingSequence
 from emreason.training.lora import LoraConfig
 from emreason.training.m_step import MStepTrainer, NonFiniteTrainingError, OptimizerConfig
-from test_m_step import SEQUENCES as SIGNED_SEQUENCES
+from fakes import SIGNED_SEQUENCES
 
 # Seven sequences in steps of three: the last step (one sequence) leaves a process nothing.
 SEQUENCES = SIGNED_SEQUENCES + [TrainingSequence((5, 6), (20, 21, 22, 23, 24)), TrainingSequence((7,), (25,))]

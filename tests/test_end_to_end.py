@@ -7,12 +7,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from conftest import TINY_SWEEP_SAMPLERS, run_emreason
+from emreason.metrics_file import read_metrics
 
 pytestmark = pytest.mark.slow
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_each_sampler_runs_one_em_iteration(tiny_multirun):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from fakes import tiny_llama
 
 from emreason.training.loss import (
     Normalisation,
@@ -19,12 +19,7 @@ PAD = 0
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=13, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(vocab_size=13, max_positions=32, tied=False).eval()
 
 
 def test_loss_mask_covers_exactly_the_completion_tokens():

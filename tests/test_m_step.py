@@ -18,16 +18,10 @@ from emreason.training.m_step import (
     random_steps,
 )
 from emreason.training.lora import LoraConfig
+from fakes import SIGNED_SEQUENCES
 
 PAD = 0
-# Different lengths, prompts and signed (TRICE-style) weights.
-SEQUENCES = [
-    TrainingSequence((1, 2, 3), (4, 5), 1.0),
-    TrainingSequence((1,), (6, 7, 8, 9, 10, 11), -0.5),
-    TrainingSequence((3, 4, 5, 6, 7), (12,), 2.0),
-    TrainingSequence((2, 9), (13, 14, 15), 1.0),
-    TrainingSequence((8, 8, 8, 8, 8, 8, 8), (16, 17, 18, 19), -1.0),
-]
+SEQUENCES = SIGNED_SEQUENCES
 
 
 def trainer(model_dir, pad_id=PAD, checkpoint=None, **options) -> MStepTrainer:

@@ -3,12 +3,8 @@ explicit dtype kept; the job's config records the choice."""
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-
-from conftest import REPO
-
 from emreason import precision
-from emreason.config import register_configs, resolve_precision
+from emreason.config import compose_job
 
 AVX2_FLAGS = "fpu sse sse2 avx avx2 fma bmi2"
 
@@ -54,12 +50,9 @@ def test_an_explicit_dtype_wins_over_auto(monkeypatch, tmp_path, dtype):
 @pytest.mark.parametrize("flags, expected", [(AVX2_FLAGS, "float32"), (AVX2_FLAGS + " avx512_bf16", "bfloat16")])
 def test_the_jobs_config_records_the_resolved_dtypes_and_the_log_says_why(monkeypatch, tmp_path, caplog, flags, expected):
     fake_cpu(monkeypatch, tmp_path, flags)
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["optimizer.dtype=float32"])
-    assert cfg.generator.dtype == "auto"
     with caplog.at_level("INFO"):
-        resolve_precision(cfg)
-    assert (cfg.generator.dtype, cfg.optimizer.dtype) == (expected, "float32")
+        job = compose_job(["optimizer.dtype=float32"])
+    assert (job.generator.dtype, job.optimizer.dtype) == (expected, "float32")
+    assert job.as_dict()["generator"]["dtype"] == expected
     assert f"generator.dtype: auto -> {expected}" in caplog.text
     assert "optimizer.dtype: float32 (set in the config)" in caplog.text

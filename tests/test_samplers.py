@@ -4,8 +4,6 @@ import json
 
 import pytest
 
-from emreason.chat import EnginePrompt
-from emreason.data.example import AnswerKind, Example
 from emreason.generation.completion import Completion
 from emreason.samplers import build_sampler
 from emreason.samplers.base import Keep, Proposer
@@ -13,22 +11,7 @@ from emreason.samplers.pps import PPSConfig
 from emreason.samplers.rs import RSConfig
 from emreason.samplers.star import STaRConfig
 from emreason.training.m_step import MStepStats
-
-QUESTIONS = [
-    Example("q1", "Which is a mammal?", "B", AnswerKind.LETTER, ("trout", "whale")),
-    Example("q2", "Which is a metal?", "A", AnswerKind.LETTER, ("iron", "wood")),
-]
-
-
-class ScriptedPrompts:
-    """Prompt text that tells the scripted generator which question and prompt kind it is."""
-
-    def text(self, example, *, hint):
-        return f"{example.id}|{'hinted' if hint else 'plain'}"
-
-    def for_engine(self, example, *, hint):
-        return EnginePrompt(self.text(example, hint=hint), truncated=False)
-
+from fakes import QUESTIONS, ScriptedPrompts
 
 class ScriptedGenerator:
     """Answers each (question, prompt kind) with a fixed list of letters, cycling."""

@@ -4,20 +4,12 @@
 import itertools
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import REPO
-from emreason.config import register_configs
 from emreason.data.loading import load_benchmark
+from fakes import compose_config as composed
 
 ARMS = ["rs", "star", "pps", "trice", "trice_no_cv"]
-
-
-def composed(*overrides: str, hydra: bool = False):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def rationales_per_question(sampler) -> int:

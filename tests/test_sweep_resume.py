@@ -12,19 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import EMREASON, REPO, TINY_SWEEP_SAMPLERS, run_emreason
-from test_wandb_readback import offline_run, records
+from emreason.metrics_file import read_metrics, without_timings
+from fakes import offline_run, records, write_checkpoint
 
 SWEEP = ["experiment=tiny", f"sampler={','.join(TINY_SWEEP_SAMPLERS)}", "logger.mode=offline"]
 # Logged by a job after its iteration's metrics row and before its checkpoint.
 AFTER_THE_ROW = "EM iteration 1: checkpoint"
-
-
-def read_metrics(job_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timings(rows: list[dict]) -> list[dict]:
-    return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in rows]
 
 
 def kill_in_second_job_before_its_checkpoint(command: list[str], log: Path) -> None:
@@ -116,8 +109,6 @@ def test_resume_under_multirun_stops_before_any_job_runs(tmp_path, sweep_dir_giv
 
 
 def test_a_rerun_sweep_with_other_jobs_in_a_folder_stops_instead_of_resuming_their_checkpoints(tmp_path):
-    from test_checkpoint import write_checkpoint
-
     from emreason import checkpoint, cli
 
     write_checkpoint(tmp_path, 1, overrides=("experiment=tiny", "sampler=rs", "seed=1", "logger.mode=offline"))

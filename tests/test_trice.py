@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 from conftest import run_emreason
-from test_samplers import QUESTIONS, ScriptedPrompts
+from emreason.config import ConfigRangeError, compose_job
+from fakes import QUESTIONS, ScriptedPrompts
 
 from emreason.generation.completion import Completion
 from emreason.samplers import build_sampler
@@ -321,8 +322,8 @@ def test_gradient_variance_falls_to_zero_with_the_control_variate_as_every_propo
 
 
 def test_trice_at_a_temperature_other_than_1_is_a_config_error_that_says_why():
-    with pytest.raises(ValueError, match=r"sampler.temperature=0.7: sampler=trice needs 1.0.*Metropolis-Hastings"):
-        TRICEConfig(temperature=0.7)
+    with pytest.raises(ConfigRangeError, match=r"sampler.temperature=0.7: sampler=trice needs 1.0.*Metropolis-Hastings"):
+        compose_job(["sampler=trice", "sampler.temperature=0.7"])
 
 
 def test_an_iteration_is_steps_per_iteration_minibatches():

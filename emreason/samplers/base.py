@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from emreason.checks import Checked, at_least
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.grading import grade
@@ -26,11 +27,17 @@ class Keep(str, Enum):
 
 
 @dataclass
-class SamplerConfig:
+class SamplerConfig(Checked):
     # Sampler name, shown in logs and used to group runs on the dashboard.
     name: str = "base"
     # Sampling temperature of the proposals.
-    temperature: float = 1.0
+    temperature: float = field(default=1.0, metadata=at_least(0))
+
+
+@dataclass
+class FilteredSamplerConfig(SamplerConfig):
+    """A sampler that keeps correct rationales (weight 1) and drops the rest: RS-M, STaR, PPS."""
+
     # Which correct rationales of a question go to the M-step.
     keep: Keep = Keep.first
 

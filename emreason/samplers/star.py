@@ -1,20 +1,21 @@
 """STaR: rejection sampling from p(z | x), then rationalization with the answer as a hint
 for the questions that failed (Zelikman et al. 2022)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emreason.data.example import Example
-from emreason.samplers.base import EStepResult, Sampler, SamplerConfig, ToSequences, keep_correct
+from emreason.checks import above, at_least
+from emreason.samplers.base import EStepResult, FilteredSamplerConfig, Sampler, ToSequences, keep_correct
 from emreason.training.m_step import MStepTrainer
 
 
 @dataclass
-class STaRConfig(SamplerConfig):
+class STaRConfig(FilteredSamplerConfig):
     name: str = "star"
     # Rationales drawn per question from the unhinted prompt (step 1).
-    samples_per_question: int = 1
+    samples_per_question: int = field(default=1, metadata=at_least(1))
     # Rationales drawn from the hinted prompt for each question step 1 got wrong (step 2).
-    rationalization_samples: int = 1
+    rationalization_samples: int = field(default=1, metadata=at_least(1))
     # Decode greedily in both steps (ignores temperature).
     greedy: bool = False
     # Restart the M-step from the base model every EM iteration, as the original STaR does.
@@ -24,8 +25,8 @@ class STaRConfig(SamplerConfig):
     whole_training_set: bool = False
     # Optimizer steps of the first M-step, times step_growth per EM iteration after it (the
     # original STaR: 40, 1.2, int(40 * 1.2^(n-1))); null: optimizer.epochs passes instead.
-    first_m_step_steps: int | None = None
-    step_growth: float = 1.2
+    first_m_step_steps: int | None = field(default=None, metadata=at_least(1))
+    step_growth: float = field(default=1.2, metadata=above(0))
 
 
 class STaRSampler(Sampler):

@@ -5,11 +5,12 @@ The math (beta, the signed sequence weights, systematic resampling) is in small 
 tensors so it can be checked without a model; `TRICESampler` runs one MCMC step per question.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import torch
 
+from emreason.checks import at_least
 from emreason.data.example import Example
 from emreason.generation.completion import Completion
 from emreason.samplers.base import EStepResult, Proposer, Rationale, Sampler, SamplerConfig, ToSequences
@@ -28,15 +29,15 @@ class TRICEConfig(SamplerConfig):
     memory_init: MemoryInit = MemoryInit.hinted
     # Rationales drawn once per question to initialise its memory; the first correct one is
     # kept, and a question with none stays out of the gradient until a proposal is accepted.
-    init_samples: int = 4
-    # Temperature of the proposals and of the initial samples: must be 1 (see __post_init__).
+    init_samples: int = field(default=4, metadata=at_least(1))
+    # Temperature of the proposals and of the initial samples: must be 1 (see problems).
     temperature: float = 1.0
     # Questions per TRICE step: one E-step on this minibatch, then ONE optimizer step on its
     # estimate (the paper's M).
-    minibatch_size: int = 8
+    minibatch_size: int = field(default=8, metadata=at_least(1))
     # (E-step on a fresh minibatch, one optimizer step) pairs per EM iteration, each followed by
     # a weight sync, before the iteration evaluates; em.questions_per_iteration is not used.
-    steps_per_iteration: int = 4
+    steps_per_iteration: int = field(default=4, metadata=at_least(1))
     # Log the variance of the step's gradient estimate with and without the control variate
     # (one extra forward pass, no backward, over the step's memory rationales and proposals).
     log_gradient_variance: bool = True
@@ -45,15 +46,16 @@ class TRICEConfig(SamplerConfig):
     # Train on subsample_size sequences drawn by systematic resampling instead of all of them.
     subsample: bool = False
     # L, the sequences drawn per E-step when subsample is true.
-    subsample_size: int = 8
+    subsample_size: int = field(default=8, metadata=at_least(1))
 
-    def __post_init__(self):
+    def problems(self) -> list[str]:
         if self.temperature != 1.0:
-            raise ValueError(
+            return [
                 f"sampler.temperature={self.temperature}: sampler=trice needs 1.0. Accepting a proposal "
                 "iff it is correct is Metropolis-Hastings only when the proposals come from the model "
                 "p(z | x) itself; another temperature (or top-p/top-k) samples a different distribution."
-            )
+            ]
+        return []
 
 
 # ---- The estimator, on tensors of shape (M,): c' = `valid`, c~ = `proposal_correct` (0/1). ----

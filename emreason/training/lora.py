@@ -12,6 +12,8 @@ from peft import get_peft_model, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
 
+from emreason.checks import at_least
+
 ADAPTER = "adapter"
 # peft's name for the one adapter the policy has.
 ADAPTER_NAME = "default"
@@ -20,7 +22,7 @@ ADAPTER_NAME = "default"
 @dataclass
 class LoraConfig:
     # Rank of each adapter's low-rank update.
-    rank: int = 16
+    rank: int = field(default=16, metadata=at_least(1))
     # Scale of the update: the adapter adds (alpha / rank) * B @ A to a weight.
     alpha: float = 32.0
     # Dropout on the adapters' input (0 keeps the M-step deterministic).

@@ -9,7 +9,7 @@ import json
 import math
 import random
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,6 +17,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
 from emreason import precision
+from emreason.checks import above, at_least, one_of
 from emreason.training import lora
 from emreason.training.data_parallel import ERROR, LOSSES, Handoff, Ranks, run_torchrun
 from emreason.training.lora import LoraConfig
@@ -31,30 +32,30 @@ class OptimizerConfig:
     # Optimizer name, shown in logs.
     name: str = "adamw"
     # Peak learning rate of AdamW.
-    lr: float = 1e-5
-    weight_decay: float = 0.0
+    lr: float = field(default=5e-5, metadata=above(0))
+    weight_decay: float = field(default=0.0, metadata=at_least(0))
     # Passes over the E-step's sequences per M-step (filtered samplers; TRICE takes one step).
-    epochs: int = 1
+    epochs: int = field(default=1, metadata=at_least(1))
     # How the filtered samplers' loss weighs sequences: `token` (every completion token counts
     # the same) or `sequence` (every rationale counts the same, whatever its length); the
     # divisor is a constant of the whole M-step (docs/training.md). TRICE uses its own weights.
     normalisation: Normalisation = Normalisation.token
     # Sequences per optimizer step.
-    batch_size: int = 8
+    batch_size: int = field(default=8, metadata=at_least(1))
     # Sequences per forward pass; the step's gradient is the same for any size. On a CPU, 2 is
     # as fast as 8 and holds a quarter of the activations (docs/performance.md).
-    micro_batch_size: int = 2
+    micro_batch_size: int = field(default=2, metadata=at_least(1))
     # Gradient clipping norm (0 disables it).
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = field(default=1.0, metadata=at_least(0))
     # Compute dtype: float32, or bfloat16 (autocast; the weights, gradients and AdamW state stay
     # float32, so small updates are not lost); auto = bfloat16 where the hardware computes it
     # natively (CUDA, CPU flag avx512_bf16 or amx_bf16), else float32 (emreason/precision.py).
-    dtype: str = precision.AUTO
+    dtype: str = field(default=precision.AUTO, metadata=one_of(*M_STEP_DTYPES))
     # Train LoRA adapters on the frozen model instead of every weight (optimizer=lora).
     lora: LoraConfig | None = None
     # Processes the M-step runs in, launched with torchrun each M-step (one per GPU, nccl;
     # gloo on CPUs). 1 trains in the job's own process.
-    processes: int = 1
+    processes: int = field(default=1, metadata=at_least(1))
 
 
 @dataclass
