@@ -5,6 +5,7 @@ dataclasses, so a wrong key or value fails before any model loads, naming the ke
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -56,7 +57,15 @@ class Config:
     resume: str | None = None
 
 
+def created_dir(path: str) -> str:
+    """`${emreason.created_dir:PATH}`: PATH, made if missing. The Optuna sweeper opens its sqlite
+    file in the sweep folder before Hydra creates that folder."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("emreason.created_dir", created_dir, replace=True)
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)

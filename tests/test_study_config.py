@@ -49,6 +49,13 @@ def test_every_arm_has_the_same_e_step_budget(arm):
     assert cfg.dataset.test_split == "test" and cfg.dataset.test_size == 200
 
 
+def test_the_pilot_keeps_its_optuna_study_in_its_sweep_folder_made_before_the_sweep(tmp_path):
+    sweep = tmp_path / "pilot"
+    cfg = composed("hparams_search=study_pilot", f"hydra.sweep.dir={sweep}", hydra=True)
+    assert not sweep.exists()
+    assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep}/optuna.db" and sweep.is_dir()
+
+
 def test_the_pilot_searches_on_validation_questions_only():
     cfg = composed("hparams_search=study_pilot", hydra=True)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
