@@ -3,6 +3,7 @@
 
 import itertools
 
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -54,6 +55,11 @@ def test_the_pilot_keeps_its_optuna_study_in_its_sweep_folder_made_before_the_sw
     cfg = composed("hparams_search=study_pilot", f"hydra.sweep.dir={sweep}", hydra=True)
     assert not sweep.exists()
     assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep}/optuna.db" and sweep.is_dir()
+    # A rerun finds the trials of the first run in it.
+    first = optuna.create_study(storage=cfg.hydra.sweeper.storage, study_name="study_pilot", direction="maximize")
+    first.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    again = optuna.load_study(storage=cfg.hydra.sweeper.storage, study_name="study_pilot")
+    assert [trial.value for trial in again.trials] == [0.5]
 
 
 def test_the_pilot_searches_on_validation_questions_only():
