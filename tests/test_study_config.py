@@ -38,6 +38,10 @@ def test_the_study_sweeps_30_jobs_of_5_arms():
     assert len(jobs) == 30
     assert set(params["arm"].split(",")) == set(ARMS)
     assert set(params["dataset"].split(",")) == {"arc_easy", "openbookqa"}
+    # Every arm of seed 0 on one benchmark first: a study stopped early holds paired comparisons.
+    first = [dict(zip([o.key_or_group for o in overrides], job)) for job in jobs[:5]]
+    assert {job["arm"] for job in first} == set(ARMS)
+    assert {(job["seed"], job["dataset"]) for job in first} == {("0", "arc_easy")}
 
 
 @pytest.mark.parametrize("arm", ARMS)
