@@ -77,7 +77,15 @@ class Config:
         return OmegaConf.to_container(OmegaConf.structured(self), enum_to_str=True)
 
 
+def created_dir(path: str) -> str:
+    """`${emreason.created_dir:PATH}`: PATH, made if missing. The Optuna sweeper opens its sqlite
+    file in the sweep folder before Hydra creates that folder."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("emreason.created_dir", created_dir, replace=True)
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)

@@ -3,6 +3,7 @@
 
 import itertools
 
+import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -29,6 +30,10 @@ def test_the_study_sweeps_30_jobs_of_5_arms():
     assert len(jobs) == 30
     assert set(params["arm"].split(",")) == set(ARMS)
     assert set(params["dataset"].split(",")) == {"arc_easy", "openbookqa"}
+    # Every arm of seed 0 on one benchmark first: a study stopped early holds paired comparisons.
+    first = [dict(zip([o.key_or_group for o in overrides], job)) for job in jobs[:5]]
+    assert {job["arm"] for job in first} == set(ARMS)
+    assert {(job["seed"], job["dataset"]) for job in first} == {("0", "arc_easy")}
 
 
 @pytest.mark.parametrize("arm", ARMS)
@@ -39,6 +44,18 @@ def test_every_arm_has_the_same_e_step_budget(arm):
     if cfg.sampler.name == "trice":
         assert cfg.sampler.control_variate is (arm == "trice")
     assert cfg.dataset.test_split == "test" and cfg.dataset.test_size == 200
+
+
+def test_the_pilot_keeps_its_optuna_study_in_its_sweep_folder_made_before_the_sweep(tmp_path):
+    sweep = tmp_path / "pilot"
+    cfg = composed("hparams_search=study_pilot", f"hydra.sweep.dir={sweep}", hydra=True)
+    assert not sweep.exists()
+    assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep}/optuna.db" and sweep.is_dir()
+    # A rerun finds the trials of the first run in it.
+    first = optuna.create_study(storage=cfg.hydra.sweeper.storage, study_name="study_pilot", direction="maximize")
+    first.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    again = optuna.load_study(storage=cfg.hydra.sweeper.storage, study_name="study_pilot")
+    assert [trial.value for trial in again.trials] == [0.5]
 
 
 def test_the_pilot_searches_on_validation_questions_only():
