@@ -27,6 +27,15 @@ def run_emreason(*overrides: str, timeout: int = 1800) -> subprocess.CompletedPr
     )
 
 
+def run_job(run_dir: Path, *overrides: str, timeout: int = 20 * 60) -> list[dict]:
+    """Run one job (W&B off) in run_dir; it must succeed. Its metrics rows."""
+    from emreason.metrics_file import read_metrics
+
+    result = run_emreason(*overrides, "logger.mode=disabled", f"hydra.run.dir={run_dir}", timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return read_metrics(run_dir)
+
+
 @pytest.fixture(scope="session")
 def default_model_dir():
     """The embedded default model, converted once into the cache."""

@@ -77,7 +77,7 @@ def stated_twice(yaml_file: Path, schema) -> list[str]:
 
 
 def test_each_default_is_written_once_in_its_dataclass():
-    """conf/ states only what a choice changes (docs/configuration.md); a value equal to the
+    """conf/ states only what a choice changes (README, "Choosing what runs"); a value equal to the
     dataclass default would be a second copy that can drift from the first."""
     from emreason.config import Config
     from emreason.data.config import DatasetConfig

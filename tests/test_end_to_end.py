@@ -1,12 +1,11 @@
 """The real default model on vLLM, with tiny budgets (several minutes on a 2-core CPU)."""
 
 import json
-from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import TINY_SWEEP_SAMPLERS, run_emreason
+from conftest import TINY_SWEEP_SAMPLERS, run_emreason, run_job
 from emreason.metrics_file import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -105,14 +104,10 @@ def test_star_original_trains_the_base_model_on_the_whole_training_set_for_growi
     """Two outer iterations of experiment=star_original on 8 training questions: each trains
     int(5 * 1.2^(n-1)) = 5 then 6 optimizer steps, and the step count is sampler state in the
     checkpoint (which questions and rationales: tests/test_samplers.py)."""
-    result = run_emreason(
-        "experiment=star_original", "em.iterations=2", "dataset.train_size=8", "dataset.test_size=8",
+    rows = run_job(
+        tmp_path, "experiment=star_original", "em.iterations=2", "dataset.train_size=8", "dataset.test_size=8",
         "sampler.first_m_step_steps=5", "generator.max_new_tokens=64",
-        "logger.mode=disabled", f"hydra.run.dir={tmp_path}",
-        timeout=20 * 60,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    rows = read_metrics(tmp_path)
     assert [row["iteration"] for row in rows] == [0, 1, 2]
     trained = 0
     for row in rows[1:]:

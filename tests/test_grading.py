@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from emreason.data.answers import normalize_number, normalize_text
 from emreason.data.config import PromptConfig
 from emreason.data.example import AnswerKind, Example
-from emreason.data.grading import Grade, extract_answer, grade
+from emreason.data.grading import extract_answer, grade
 
 ARC = Example("arc-1", "Which is a planet?", "B", AnswerKind.LETTER, ("the Sun", "Mars", "the Moon", "a comet"))
 FIVE = Example("arc-5", "Pick one.", "E", AnswerKind.LETTER, ("a", "b", "c", "d", "e"))

@@ -1,7 +1,6 @@
 """A job stopped after an iteration and resumed ends exactly like one that ran through."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml

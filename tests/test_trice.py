@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import run_emreason
+from conftest import run_job
 from emreason.config import ConfigRangeError, compose_job
 from fakes import QUESTIONS, ScriptedPrompts
 
@@ -338,14 +338,10 @@ def test_an_iteration_is_steps_per_iteration_minibatches():
 @pytest.mark.slow
 def test_tiny_trice_run_keeps_its_memory_across_iterations(tmp_path):
     # 8 training questions, 2 steps of 4 per iteration: iteration 2 revisits iteration 1's questions.
-    result = run_emreason(
-        "experiment=tiny", "sampler=trice", "em.iterations=2", "dataset.train_size=8",
+    rows = run_job(
+        tmp_path, "experiment=tiny", "sampler=trice", "em.iterations=2", "dataset.train_size=8",
         "sampler.minibatch_size=4", "sampler.steps_per_iteration=2",
-        "logger.mode=disabled", f"hydra.run.dir={tmp_path}",
-        timeout=20 * 60,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in rows] == [0, 1, 2]
     first, second = rows[1], rows[2]
     # Averaged over the iteration's two steps: 4 new questions in each step of iteration 1.
