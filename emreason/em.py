@@ -152,6 +152,7 @@ def iteration_metrics(
     # Rationales learned from; TRICE's negatively weighted proposals are not among them.
     kept = [r for r in e_step.accepted if r.weight > 0]
     return {
+        "iteration": iteration,
         **evaluated,
         "acceptance_rate": e_step.acceptance_rate,
         "rationales_kept": len(kept),
@@ -251,6 +252,8 @@ def test_metrics(result: Evaluation) -> dict:
         "test_mean_tokens": result.mean_tokens,
         "test_prompts_truncated": result.prompts_truncated,
         "test_questions_skipped": result.questions_skipped,
+        "test_top_answer_share": result.top_answer_share,
+        "test_constant_answer_accuracy": result.constant_answer_accuracy,
     }
 
 

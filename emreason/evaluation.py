@@ -25,6 +25,12 @@ class Evaluation:
     questions_skipped: int = 0
     # The graded answers, one per question not skipped.
     rationales: list[Rationale] = field(default_factory=list)
+    # Share of the questions given the commonest answer: 1.0 is the same answer to every
+    # question, a collapse that no accuracy near chance reveals by itself.
+    top_answer_share: float = 0.0
+    # Accuracy of always giving the commonest gold answer of these questions: what a collapse
+    # onto one answer can score by luck.
+    constant_answer_accuracy: float = 0.0
 
 
 def evaluate(
@@ -42,6 +48,8 @@ def evaluate(
         prompts_truncated=sum(a.prompt_truncated for a in answers),
         questions_skipped=count - len(answers),
         rationales=answers,
+        top_answer_share=max(Counter(a.answer for a in answers if a.answer is not None).values(), default=0) / count,
+        constant_answer_accuracy=max(Counter(e.answer for e in examples).values(), default=0) / count,
     )
 
 

@@ -125,6 +125,8 @@ def test_a_skipped_test_question_counts_as_wrong_not_as_unparseable(tokenizer):
     both_answered_b = [SHORT, LONG]  # gold C and B
     answered = evaluate(LimitedGenerator(tokenizer), chat_prompts(tokenizer), both_answered_b, MAX_NEW_TOKENS)
     assert (answered.accuracy, answered.prompts_truncated, answered.questions_skipped) == (0.5, 1, 0)
+    # Both answered B: a collapse onto one answer, which scores the share of B golds.
+    assert (answered.top_answer_share, answered.constant_answer_accuracy) == (1.0, 0.5)
     skipped = evaluate(LimitedGenerator(tokenizer), chat_prompts(tokenizer, LongPrompt.skip), both_answered_b, MAX_NEW_TOKENS)
     assert (skipped.accuracy, skipped.unparseable_rate, skipped.questions_skipped) == (0.0, 0.0, 1)
     assert em.test_metrics(skipped)["test_questions_skipped"] == 1
