@@ -130,10 +130,10 @@ def sweep_group(hydra_config) -> str | None:
     return f"{hydra_config.job.name}-{Path(hydra_config.sweep.dir).name}"
 
 
-def last_accuracy(run_dir: Path) -> float:
+def objective(run_dir: Path, metric: str) -> float | None:
     """What the job returns, for a sweeper that maximises it (hparams_search=, an Optuna
-    sweep): the accuracy of the run's last evaluation, on whatever dataset.test_split names."""
-    return read_metrics(run_dir)[-1]["test_accuracy"]
+    sweep): `metric` of the run's last evaluation, on whatever dataset.test_split names."""
+    return read_metrics(run_dir)[-1][metric]
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
@@ -158,7 +158,7 @@ def main(cfg: DictConfig) -> float:
     if found is not None and checkpoint.load(found).iteration >= cfg.em.iterations:
         # A rerun sweep skips its finished jobs.
         log.info("%s has done all %d EM iterations (%s): nothing to run.", run_dir, cfg.em.iterations, found)
-        return
+        return objective(run_dir, cfg.objective)
     job = job_config(cfg)
     checkpoint.restore_history(run_dir, found)
     tracker = Tracker(
@@ -173,7 +173,7 @@ def main(cfg: DictConfig) -> float:
     finally:
         tracker.close()
     log.info("Metrics: %s", run_dir / METRICS_FILE)
-    return last_accuracy(run_dir)
+    return objective(run_dir, job.objective)
 
 
 if __name__ == "__main__":

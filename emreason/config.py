@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from emreason import precision
-from emreason.checks import above, at_least, problems_of
+from emreason.checks import above, at_least, one_of, problems_of
 from emreason.data.config import DatasetConfig
 from emreason.generation.vllm_engine import GeneratorConfig
 from emreason.model_store import ModelConfig
@@ -66,6 +66,10 @@ class Config:
     # A run directory to continue after its last checkpoint, with the config it was run with
     # (see emreason/cli.py); null starts a new run.
     resume: str | None = None
+    # The metric of the last evaluation a job returns to a sweeper that maximises it
+    # (hparams_search=): accuracy, or Cohen's kappa of the answers, which a collapse onto one
+    # answer cannot raise (emreason/evaluation.py).
+    objective: str = field(default="test_accuracy", metadata=one_of("test_accuracy", "test_answer_kappa"))
 
     def __post_init__(self):
         problems = problems_of(self)

@@ -254,6 +254,7 @@ def test_metrics(result: Evaluation) -> dict:
         "test_questions_skipped": result.questions_skipped,
         "test_top_answer_share": result.top_answer_share,
         "test_constant_answer_accuracy": result.constant_answer_accuracy,
+        "test_answer_kappa": result.answer_kappa,
     }
 
 

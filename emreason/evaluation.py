@@ -1,8 +1,12 @@
 """Test-time accuracy on held-out questions, from the unhinted prompt: greedy decoding, and
 optionally k samples per question (self-consistency maj@k and pass@k)."""
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
+from statsmodels.stats.inter_rater import cohens_kappa
 
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
@@ -31,6 +35,30 @@ class Evaluation:
     # Accuracy of always giving the commonest gold answer of these questions: what a collapse
     # onto one answer can score by luck.
     constant_answer_accuracy: float = 0.0
+    # Cohen's kappa of the answers against the gold answers: accuracy beyond what the two
+    # answer distributions agree by chance. 0 for a constant answer or answers unrelated to
+    # the question, whatever their accuracy; None when undefined (one gold answer, given always).
+    answer_kappa: float | None = None
+
+
+def answer_kappa(golds: list[str], answers: list[str | None], correct: list[bool]) -> float | None:
+    """Cohen's kappa (statsmodels) between the gold answers and the extracted answers of the
+    same questions (None: no answer, or the question was skipped) graded `correct`. Answers are
+    compared as the grader does: a correct answer is its gold's category ("5.0" for gold 5), a
+    wrong one its own text ("B", "12"), and no answer one more category."""
+    said = [
+        "no answer" if answer is None else gold if right else answer
+        for gold, answer, right in zip(golds, answers, correct, strict=True)
+    ]
+    categories = {c: i for i, c in enumerate(sorted(set(golds) | set(said)))}
+    table = np.zeros((len(categories), len(categories)))
+    for gold, answer in zip(golds, said):
+        table[categories[gold], categories[answer]] += 1
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # Its standard errors are undefined for degenerate tables; only kappa is used.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kappa = float(cohens_kappa(table).kappa)
+    return None if np.isnan(kappa) else kappa
 
 
 def evaluate(
@@ -50,6 +78,11 @@ def evaluate(
         rationales=answers,
         top_answer_share=max(Counter(a.answer for a in answers if a.answer is not None).values(), default=0) / count,
         constant_answer_accuracy=max(Counter(e.answer for e in examples).values(), default=0) / count,
+        answer_kappa=answer_kappa(
+            [e.answer for e in examples],
+            [found[0].answer if found else None for found in answers_per_question],
+            [bool(found) and found[0].correct for found in answers_per_question],
+        ),
     )
 
 

@@ -14,6 +14,7 @@ TABLE_COLUMNS = [
     ("test_accuracy", "test_acc", ".3f"),
     ("test_unparseable_rate", "no_answer", ".3f"),
     ("test_top_answer_share", "top_ans", ".3f"),
+    ("test_answer_kappa", "kappa", ".3f"),
     ("test_maj_at_k", "maj@k", ".3f"),
     ("test_pass_at_k", "pass@k", ".3f"),
     ("acceptance_rate", "accept", ".3f"),

@@ -10,11 +10,12 @@ same test questions (the test sample is a function of the seed), which pairs eve
 """
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from emreason import rationale_log
+from emreason.evaluation import answer_kappa
 from emreason.study_stats import Comparison, Interval, compare, seed_stratified_interval, verdict
 
 ZERO_SHOT = "zero-shot"
@@ -54,6 +55,10 @@ class Graded:
     words: dict[str, int]
     # Chance of a uniform guess per question (1 / choices); absent for questions without choices.
     chance: dict[str, float]
+    # Cohen's kappa of the answers against the golds (emreason/evaluation.py): 0 for a collapse.
+    kappa: float | None
+    # The commonest answer given and its share of the questions (None: no answer).
+    top_answer: tuple[str | None, float]
 
 
 @dataclass
@@ -73,10 +78,13 @@ class Section:
 
 
 def graded(records: list[dict]) -> Graded:
+    answer, count = Counter(r["answer"] for r in records).most_common(1)[0]
     return Graded(
         {r["example"].id: bool(r["correct"]) for r in records},
         {r["example"].id: len(r["completion"].split()) for r in records},
         {r["example"].id: 1 / len(r["example"].choices) for r in records if r["example"].choices},
+        answer_kappa([r["example"].answer for r in records], [r["answer"] for r in records], [r["correct"] for r in records]),
+        (answer, count / len(records)),
     )
 
 
@@ -161,15 +169,21 @@ def accuracy_table(grouped: dict) -> Table:
     for (dataset, model), group in grouped.items():
         chance = chance_level(group)
         for arm in ordered_arms(group):
-            per_seed = group.final[arm]
-            seeds = sorted(per_seed)
-            values = ", ".join(f"{sum(per_seed[s].correct.values()) / len(per_seed[s].correct):.3f}" for s in seeds)
-            rows.append([dataset, model, arm, str(len(seeds)), interval_text(accuracy(group, arm)), values,
-                         "-" if chance is None else f"{chance:.3f}"])
+            per_seed = [group.final[arm][seed] for seed in sorted(group.final[arm])]
+            rows.append([
+                dataset, model, arm, str(len(per_seed)), interval_text(accuracy(group, arm)),
+                ", ".join(f"{sum(g.correct.values()) / len(g.correct):.3f}" for g in per_seed),
+                ", ".join("-" if g.kappa is None else f"{g.kappa:+.3f}" for g in per_seed),
+                ", ".join(f"{g.top_answer[0] or 'none'} {g.top_answer[1]:.0%}" for g in per_seed),
+                "-" if chance is None else f"{chance:.3f}",
+            ])
     return Table(
         "Final test accuracy", "Mean over seeds with its 95% bootstrap interval over the test questions of each seed; "
         "zero-shot = iteration 0. Per seed: each seed's own accuracy (their spread shows the training noise the "
-        "interval leaves out).", ["dataset", "model", "arm", "seeds", "accuracy [95% CI]", "per seed", "chance"], rows,
+        "interval leaves out), Cohen's kappa of its answers against the golds (0: answers unrelated to the question, "
+        "as after a collapse onto one answer, whatever the accuracy; 1: all right) and its commonest answer's share.",
+        ["dataset", "model", "arm", "seeds", "accuracy [95% CI]", "per seed", "kappa per seed", "commonest answer", "chance"],
+        rows,
     )
 
 

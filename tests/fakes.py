@@ -1,12 +1,15 @@
 """Helpers the test files share (test files do not import each other): configs composed as the
 command composes them, a tiny model, scripted prompts, signed training sequences, a written
-checkpoint, and W&B offline runs read back."""
+checkpoint, W&B offline runs read back, and benchmark files written and loaded."""
 
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow
+import pyarrow.parquet
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -14,6 +17,7 @@ from emreason import checkpoint
 from emreason.chat import EnginePrompt
 from emreason.config import CONFIG_DIR, register_configs
 from emreason.data.example import AnswerKind, Example
+from emreason.data.loading import Benchmark, load_benchmark
 from emreason.training.loss import TrainingSequence
 
 WANDB = str(Path(sys.executable).parent / "wandb")
@@ -97,3 +101,37 @@ def offline_run(job_dir: Path) -> Path:
     """The job's one offline W&B run folder."""
     (run_dir,) = (job_dir / "wandb").glob("offline-run-*")
     return run_dir
+
+
+DATA_DIR = Path(CONFIG_DIR).parent.parent / "shared" / "data"
+
+
+def dataset_config(name: str, *overrides: str):
+    """conf/dataset/<name>.yaml alone, composed by Hydra onto DatasetConfig; the overrides are
+    under dataset."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(overrides=[f"+dataset={name}", f"+data_dir={DATA_DIR}", *(f"dataset.{o}" for o in overrides)])
+    return cfg.dataset
+
+
+def load(name: str, *overrides: str, seed: int = 0) -> Benchmark:
+    """The benchmark dataset_config(name, *overrides) loads."""
+    return load_benchmark(dataset_config(name, *overrides), seed)
+
+
+def write_rows(path: Path, rows: list) -> Path:
+    """rows written to path in the format its extension names (.json, .jsonl, .csv, else parquet)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows))
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    elif path.suffix == ".csv":
+        with path.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), path)
+    return path

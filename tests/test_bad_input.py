@@ -153,6 +153,8 @@ ROWS = [
     Row("no room for the prompt", config_fails("generator.max_new_tokens=2048"),
         ["generator.max_new_tokens=2048 is out of range: allowed < generator.max_model_len=2048"]),
     Row("empty test set", config_fails("dataset.test_size=0"), ["dataset.test_size=0 is out of range: allowed >= 1"]),
+    Row("unknown sweep objective", config_fails("objective=test_acc"),
+        ["objective=test_acc is out of range: allowed one of test_accuracy, test_answer_kappa"]),
     Row("every problem at once", config_fails("em.iterations=0", "optimizer.epochs=0"),
         ["em.iterations=0 is out of range", "optimizer.epochs=0 is out of range"]),
     # The model.

@@ -52,15 +52,16 @@ def test_the_pilot_keeps_its_optuna_study_in_its_sweep_folder_made_before_the_sw
     assert not sweep.exists()
     assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep}/optuna.db" and sweep.is_dir()
     # A rerun finds the trials of the first run in it.
-    first = optuna.create_study(storage=cfg.hydra.sweeper.storage, study_name="study_pilot", direction="maximize")
+    first = optuna.create_study(storage=cfg.hydra.sweeper.storage, study_name=cfg.hydra.sweeper.study_name, direction="maximize")
     first.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
-    again = optuna.load_study(storage=cfg.hydra.sweeper.storage, study_name="study_pilot")
+    again = optuna.load_study(storage=cfg.hydra.sweeper.storage, study_name=cfg.hydra.sweeper.study_name)
     assert [trial.value for trial in again.trials] == [0.5]
 
 
-def test_the_pilot_searches_on_validation_questions_only():
+def test_the_pilot_maximises_the_kappa_of_validation_answers_only():
     cfg = composed("hparams_search=study_pilot", hydra=True)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.objective == "test_answer_kappa"
     assert set(cfg.hydra.sweeper.params) == {"optimizer.lr", "optimizer.epochs"}
     study = composed("experiment=study")
     assert (cfg.em.iterations, cfg.em.questions_per_iteration) == (study.em.iterations, study.em.questions_per_iteration)

@@ -96,6 +96,10 @@ def test_accuracy_with_intervals_and_chance(report):
         assert low < estimate < high and high - low < 0.2
         assert rows[arm]["per seed"] == f"{accuracy:.3f}, {accuracy:.3f}" and rows[arm]["seeds"] == "2"
         assert rows[arm]["chance"] == "0.250"
+    # Every gold is A: the answers carry no information about the question beyond a constant.
+    assert rows["pps"]["kappa per seed"] == "+0.000, +0.000"
+    assert rows["zero-shot"]["commonest answer"] == "B 75%, B 75%"  # 90 of 120 answered B
+    assert rows["pps"]["commonest answer"] == "A 58%, A 58%"  # 70 of 120 answered A
 
 
 def test_paired_differences_have_p_values(report):
