@@ -1,5 +1,6 @@
 """`make bench`: every performance figure of the default job on this machine, one
-`name: value` line each. EMREASON_BENCH_QUICK=1 runs them all at smoke-test sizes.
+`name: value` line each, beside its anchor (the hardware's matmul limit, TRL's SFTTrainer,
+transformers `generate`). EMREASON_BENCH_QUICK=1 runs them all at smoke-test sizes.
 
 One engine serves the E-step measurements and the in-place weight syncs; the restart, the
 LoRA-enabled engine and the engine in the other dtype start after it has stopped, one at a
@@ -14,7 +15,7 @@ from pathlib import Path
 # vLLM's INFO lines would bury the figures; set before vLLM is imported.
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
-from benchmarks import e_step, em_iteration, lora_sync, m_step, weight_sync
+from benchmarks import e_step, em_iteration, hardware, lora_sync, m_step, weight_sync
 from benchmarks.common import SEED, load_setup, report
 from emreason.generation.vllm_engine import VLLMGenerator
 
@@ -22,6 +23,8 @@ from emreason.generation.vllm_engine import VLLMGenerator
 def main() -> None:
     started = time.perf_counter()
     setup = load_setup()
+    # First, on an idle machine: the anchor of the E-step and M-step figures.
+    limits = hardware.run(setup)
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "model"
         engine_started = time.perf_counter()
@@ -29,7 +32,7 @@ def main() -> None:
         report("engine_start_s", time.perf_counter() - engine_started)
         try:
             sampled, throughput = e_step.run(setup, engine)
-            trainer = m_step.run(setup, sampled)
+            trainer = m_step.run(setup, sampled, limits)
             sync_s = weight_sync.sync_into_running_engine(setup, engine, trainer, weights)
             via_merged = lora_sync.merged(setup, engine, Path(folder))
         finally:
@@ -37,7 +40,7 @@ def main() -> None:
         del trainer
         weight_sync.restart_engine(setup, weights, sync_s)
         lora_sync.lora_request(setup, Path(folder), via_merged)
-    e_step.other_dtypes(setup, throughput)
+    e_step.other_dtypes(setup, throughput, limits)
     em_iteration.run(setup)
     report("bench_s", time.perf_counter() - started)
 

@@ -5,20 +5,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from emreason.chat import ChatPrompts
-from emreason.config import register_configs
-from emreason.data.config import as_dataset_config
+from emreason.config import compose_job
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
 from emreason.generation.vllm_engine import GeneratorConfig
 from emreason.model_store import resolve_model
 from emreason.training.m_step import OptimizerConfig
 
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
 SEED = 0
 
 
@@ -51,22 +47,21 @@ class Setup:
 
 
 def load_setup() -> Setup:
-    """The default job's model, generator and optimizer settings, and ARC-Easy training questions."""
+    """The default job's model, generator and optimizer settings (dtypes resolved), and ARC-Easy
+    training questions."""
     sizes = QUICK if os.environ.get("EMREASON_BENCH_QUICK") else Sizes()
-    register_configs()
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("config")
-    dataset = as_dataset_config(cfg.dataset)
-    model_dir = resolve_model(OmegaConf.to_object(cfg.model))
+    # The job as the command composes it, dtypes resolved (`auto`: bf16 where native, else float32).
+    job = compose_job()
+    model_dir = resolve_model(job.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return Setup(
         sizes=sizes,
         model_dir=model_dir,
         tokenizer=tokenizer,
-        prompts=ChatPrompts(tokenizer, dataset.prompts),
-        questions=load_benchmark(dataset, SEED).train[: sizes.questions],
-        generator=OmegaConf.to_object(cfg.generator),
-        optimizer=OmegaConf.to_object(cfg.optimizer),
+        prompts=ChatPrompts(tokenizer, job.dataset.prompts),
+        questions=load_benchmark(job.dataset, SEED).train[: sizes.questions],
+        generator=job.generator,
+        optimizer=job.optimizer,
     )
 
 

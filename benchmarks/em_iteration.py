@@ -2,7 +2,6 @@
 and evaluation (from its metrics.jsonl), the job's wall time, and the peak memory of its whole
 process tree (the vLLM engine's processes included), sampled every half second."""
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -12,6 +11,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.common import Setup, report, report_target
+from emreason.metrics_file import read_metrics
 
 GIB = 2**30
 SAMPLE_EVERY_S = 0.5
@@ -32,7 +32,7 @@ def run(setup: Setup) -> None:
         wall_s = time.perf_counter() - started
         if job.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{(Path(run_dir) / 'job.log').read_text()[-3000:]}")
-        rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+        rows = read_metrics(run_dir)
     iteration = next(row for row in rows if row["iteration"] == 1)
     for phase in PHASES:
         report(f"em_iteration_{phase}", iteration[phase])

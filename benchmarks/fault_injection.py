@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from emreason.metrics_file import read_metrics, without_timings
+
 REPO = Path(__file__).resolve().parent.parent
 EMREASON = str(Path(sys.executable).parent / "emreason")
 JOB = ["experiment=tiny", "sampler=pps", "logger.mode=disabled"]
@@ -80,9 +82,10 @@ class Run:
         self.log.close()
 
     def wait_for_phase(self, phase: str) -> bool:
-        """Block until the job announces phase ("1: M-step"); False if it exited first."""
+        """Block until the job announces phase ("1: M-step", or a numbered one such as TRICE's
+        "1: M-step 2"); False if it exited first."""
         with self.phase_started:
-            while phase not in self.phases_seen:
+            while not any(seen == phase or seen.startswith(f"{phase} ") for seen in self.phases_seen):
                 if self.process.poll() is not None:
                     return False
                 self.phase_started.wait(timeout=1.0)
@@ -114,14 +117,6 @@ def _alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-
-
-def without_timings(rows: list[dict]) -> list[dict]:
-    return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in rows]
 
 
 def episode(

@@ -1,52 +1,84 @@
-"""M-step throughput: emreason's M-step (length-grouped batches, the vocabulary projection on
-completion tokens only) against a plain padded transformers `Trainer` on the same sequences:
-accepted rationales given the unhinted prompt, built as the EM loop builds them.
+"""M-step throughput and its share of the hardware's limit: emreason's M-step (random steps, each
+run as length-ordered micro-batches, the vocabulary projection on completion tokens only) against TRL's `SFTTrainer`
+(what users pick for supervised fine-tuning) on the same sequences (accepted rationales given
+the unhinted prompt, built as the EM loop builds them), the same completion-only loss and
+optimizer settings, in float32 and in bfloat16 (autocast over float32 weights on both sides).
+SFTTrainer runs with each padding option that works on a CPU, and its best one counts: padded
+batches grouped by length, and best-fit-decreasing packing (padding-free; transformers masks
+attention between the packed sequences from their position ids, so no sequence sees another).
 
-Both count the same real (non-pad) tokens per second; padding waste is the share of pad
-tokens in the batches each one runs.
+Throughput counts real (non-pad) tokens per second; model FLOPs utilisation (MFU) is that over
+the training limit of the same dtype (6 x params FLOP per token at the matmul's GFLOP/s,
+benchmarks/hardware.py).
 """
 
+import math
 import tempfile
 import time
+from dataclasses import replace
 
 import torch
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM
 
 from benchmarks.common import SEED, Setup, report, report_target
 from benchmarks.e_step import Sampled, prompt_examples
+from benchmarks.hardware import DTYPES, Limits
+from emreason import precision
 from emreason.data.grading import grade
 from emreason.em import training_sequences
 from emreason.samplers.base import Rationale
 from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepTrainer
+from emreason.training.m_step import MStepTrainer, OptimizerConfig
 
-# The issue's target: emreason's M-step at least 1.5x the padded Trainer step.
-SPEEDUP_TARGET = 1.5
+# The issue's targets: emreason's M-step at least 1.2x SFTTrainer in the same dtype, and at
+# least 50% of the bf16 training limit.
+TRL_SPEEDUP_TARGET = 1.2
+MFU_TARGET_PCT = 50.0
+# SFTTrainer's padding options that run on a CPU (padding-free without packing needs
+# FlashAttention): SFTConfig arguments by name.
+TRL_OPTIONS = {
+    "padded": dict(train_sampling_strategy="group_by_length"),
+    "packed": dict(packing=True, packing_strategy="bfd"),
+}
 
 
-def run(setup: Setup, sampled: Sampled) -> MStepTrainer:
-    """Prints the M-step figures; returns emreason's trainer after its M-step."""
+def run(setup: Setup, sampled: Sampled, limits: Limits) -> MStepTrainer:
+    """Prints the M-step figures in each dtype; returns emreason's trainer in the job's dtype
+    after its M-step (the weight-sync benchmark loads its weights)."""
     sequences = accepted_sequences(setup, sampled)
-    epochs = setup.optimizer.epochs
-    real_tokens = epochs * sum(len(s) for s in sequences)
+    real_tokens = setup.optimizer.epochs * sum(len(s) for s in sequences)
     report("m_step_sequences", len(sequences))
     report("m_step_real_tokens", real_tokens)
+    job_dtype = precision.resolve(setup.optimizer.dtype)
+    job_trainer = None
+    for dtype, short in DTYPES.items():
+        config = replace(setup.optimizer, dtype=dtype)
+        trainer = MStepTrainer(setup.model_dir, config, setup.tokenizer.pad_token_id, SEED)
+        started = time.perf_counter()
+        stats = trainer.m_step(sequences)
+        emreason_s = time.perf_counter() - started
+        tokens_per_s = real_tokens / emreason_s
+        report(f"m_step_s_emreason_{short}", emreason_s)
+        report(f"m_step_tokens_per_s_emreason_{short}", tokens_per_s)
+        mfu_pct = 100 * tokens_per_s / limits.training_tokens_per_s(dtype)
+        report(f"m_step_mfu_pct_emreason_{short}", mfu_pct)
+        if dtype == "bfloat16":
+            report_target("m_step_mfu_pct_emreason_bf16", mfu_pct, MFU_TARGET_PCT, "%", at_least=True)
+        if dtype == job_dtype:
+            report("m_step_padding_waste_pct_emreason", 100 * stats.padding_share)
+            job_trainer = trainer
+        del trainer
 
-    trainer = MStepTrainer(setup.model_dir, setup.optimizer, setup.tokenizer.pad_token_id, SEED)
-    started = time.perf_counter()
-    trainer.m_step(sequences)
-    emreason_s = time.perf_counter() - started
-    report("m_step_s_emreason", emreason_s)
-    report("m_step_tokens_per_s_emreason", real_tokens / emreason_s)
-    report("m_step_padding_waste_pct_emreason", padding_waste_pct(trainer, sequences))
-
-    baseline_s, baseline_waste = padded_trainer_step(setup, sequences)
-    report("m_step_s_hf_trainer", baseline_s)
-    report("m_step_tokens_per_s_hf_trainer", real_tokens / baseline_s)
-    report("m_step_padding_waste_pct_hf_trainer", baseline_waste)
-    report("m_step_speedup_vs_hf_trainer", baseline_s / emreason_s)
-    report_target("m_step_speedup_vs_hf_trainer", baseline_s / emreason_s, SPEEDUP_TARGET, "x", at_least=True)
-    return trainer
+        trl_s = {option: trl_sft_seconds(setup, sequences, config, option) for option in TRL_OPTIONS}
+        for option, seconds in trl_s.items():
+            report(f"m_step_tokens_per_s_trl_{option}_{short}", real_tokens / seconds)
+        best = min(trl_s, key=trl_s.get)
+        report(f"m_step_trl_best_option_{short}", best)
+        report(f"m_step_mfu_pct_trl_{short}", 100 * real_tokens / trl_s[best] / limits.training_tokens_per_s(dtype))
+        speedup = trl_s[best] / emreason_s
+        report(f"m_step_speedup_vs_trl_{short}", speedup)
+        report_target(f"m_step_speedup_vs_trl_{short}", speedup, TRL_SPEEDUP_TARGET, "x", at_least=True)
+    return job_trainer
 
 
 def accepted_sequences(setup: Setup, sampled: Sampled) -> list[TrainingSequence]:
@@ -61,47 +93,34 @@ def accepted_sequences(setup: Setup, sampled: Sampled) -> list[TrainingSequence]
     return training_sequences(chosen, setup.prompts, setup.tokenizer)
 
 
-def padding_waste_pct(trainer: MStepTrainer, sequences: list[TrainingSequence]) -> float:
-    """Pad share of the forward passes emreason runs (one per micro-batch)."""
-    micro = trainer.config.micro_batch_size
-    passes = [step[i : i + micro] for step in trainer.batches(sequences) for i in range(0, len(step), micro)]
-    padded = sum(len(batch) * max(len(s) for s in batch) for batch in passes)
-    return 100 * (1 - sum(len(s) for s in sequences) / padded)
+def trl_sft_seconds(setup: Setup, sequences: list[TrainingSequence], config: OptimizerConfig, option: str) -> float:
+    """One SFTTrainer epoch over the sequences (already tokenized, the loss on completion
+    tokens), with emreason's optimizer settings, dtype and sequences per optimizer step."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
 
-
-class PadCountingCollator:
-    """DataCollatorForSeq2Seq that also counts the real and the padded tokens it emits."""
-
-    def __init__(self, tokenizer):
-        self.collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-        self.real = self.padded = 0
-
-    def __call__(self, features: list[dict]) -> dict:
-        batch = self.collate(features)
-        self.real += int(batch["attention_mask"].sum())
-        self.padded += batch["attention_mask"].numel()
-        return batch
-
-
-def padded_trainer_step(setup: Setup, sequences: list[TrainingSequence]) -> tuple[float, float]:
-    """A plain `Trainer` epoch: shuffled, right-padded batches, the loss on completion tokens
-    (labels -100 on prompt and padding), the same optimizer settings. (seconds, pad %)"""
-    config = setup.optimizer
-    setup.tokenizer.padding_side = "right"
-    features = [
+    dataset = Dataset.from_list([
         {
             "input_ids": list(s.prompt_ids + s.completion_ids),
-            "attention_mask": [1] * len(s),
-            "labels": [-100] * len(s.prompt_ids) + list(s.completion_ids),
+            "completion_mask": [0] * len(s.prompt_ids) + [1] * len(s.completion_ids),
         }
         for s in sequences
-    ]
-    collator = PadCountingCollator(setup.tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=getattr(torch, config.dtype))
+    ])
+    if option == "packed":
+        # One packed row per optimizer step, as many tokens as emreason's steps hold on average.
+        steps = math.ceil(len(sequences) / config.batch_size)
+        row = max(max(map(len, sequences)), math.ceil(sum(map(len, sequences)) / steps))
+        shape = dict(per_device_train_batch_size=1, max_length=row)
+    else:
+        shape = dict(per_device_train_batch_size=config.batch_size, max_length=None)
+    model = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as output_dir:
-        arguments = TrainingArguments(
+        arguments = SFTConfig(
             output_dir=output_dir,
-            per_device_train_batch_size=config.batch_size,
+            completion_only_loss=True,
+            bf16=config.dtype == "bfloat16",
+            # SFTConfig turns it on by default; emreason does not recompute activations either.
+            gradient_checkpointing=False,
             learning_rate=config.lr,
             lr_scheduler_type="constant",
             weight_decay=config.weight_decay,
@@ -113,9 +132,10 @@ def padded_trainer_step(setup: Setup, sequences: list[TrainingSequence]) -> tupl
             report_to="none",
             use_cpu=True,
             seed=SEED,
+            **shape,
+            **TRL_OPTIONS[option],
         )
-        trainer = Trainer(model=model, args=arguments, train_dataset=features, data_collator=collator)
+        trainer = SFTTrainer(model=model, args=arguments, train_dataset=dataset, processing_class=setup.tokenizer)
         started = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - started
-    return seconds, 100 * (1 - collator.real / collator.padded)
+        return time.perf_counter() - started

@@ -1,49 +1,58 @@
-"""How much TRICE's control variate lowers the variance of the gradient estimate, on the real
-default model (transformers only, no vLLM). Run from the repo root:
+"""How much TRICE's control variate lowers the variance of the gradient estimate that the M-step
+trains on, on the real default model (transformers only, no vLLM). Run from the repo root:
 
     python -m benchmarks.trice_variance
 
 1. A pool: for a few ARC-Easy training questions, hinted samples (the memory initialisation)
    and unhinted samples (the proposals), drawn with `model.generate` and graded.
-2. grad log p(z | x) of every pool rationale given the unhinted prompt, on the parameters of the
-   last transformer block (a full-model gradient per rationale would not fit in memory).
-3. Many simulated E-steps: a random minibatch of questions, one random proposal each, the TRICE
-   acceptance and weights (the functions of emreason.samplers.trice). Each E-step's estimate is a
-   weight vector w over the pool, so with G the pool's gradients and K = G G^T, the variance
-   E||w^T G - E[w^T G]||^2 is the mean of (w - w_mean)^T K (w - w_mean). With and without the
-   control variate (and subsampled) on the same E-steps.
+2. The gradient of the M-step's own loss (`weighted_nll`, weight 1: -log p(z | x) summed over
+   tokens) for every pool rationale given the unhinted prompt, on the parameters of the last
+   transformer block (a full-model gradient per rationale would not fit in memory). TRICE's
+   M-step is ONE optimizer step on -sum_i w_i log p(z_i | x_i), linear in the weights
+   (tests/test_trice.py), so the step's gradient is -sum_i w_i g_i: exactly the trained one.
+3. Many simulated E-steps: a random minibatch of `TRICEConfig.minibatch_size` questions, one
+   random proposal each, the TRICE acceptance and weights (the functions of
+   emreason.samplers.trice). Each E-step's estimate is a weight vector w over the pool, so with G
+   the pool's gradients and K = G G^T, the variance E||w^T G - E[w^T G]||^2 is the mean of
+   (w - w_mean)^T K (w - w_mean). With and without the control variate (and subsampled) on the
+   same E-steps.
+4. Beside it, the cheap per-step estimate the EM loop logs (`trice_grad_variance_cv` / `_no_cv`:
+   `gradient_variance` on logit-bias scores), averaged over the same E-steps.
 Prints `name: value` lines; trice_cv_gradient_variance_ratio < 1 means the CV helps.
 """
 
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from emreason.chat import ChatPrompts
-from emreason.config import register_configs
-from emreason.data.config import as_dataset_config
+from emreason.config import compose_job
 from emreason.data.example import Example
 from emreason.data.grading import grade
 from emreason.data.loading import load_benchmark
 from emreason.model_store import resolve_model
-from emreason.samplers.trice import full_weights, leave_one_out_beta, signed_item_weights, subsampled_weights
-from emreason.training.loss import TrainingSequence, collate, sequence_log_likelihoods
+from emreason.samplers.trice import (
+    TRICEConfig,
+    full_weights,
+    gradient_variance,
+    leave_one_out_beta,
+    signed_item_weights,
+    subsampled_weights,
+)
+from emreason.training.loss import TrainingSequence, collate, logit_bias_scores, weighted_nll
 
-CONF = str(Path(__file__).resolve().parent.parent / "conf")
 SEED = 0
 # Training questions in the pool, and per question the hinted and the unhinted samples.
 QUESTIONS = 12
 HINTED_SAMPLES = 2
 PROPOSALS = 4
 MAX_NEW_TOKENS = 96
-# Questions per simulated E-step, how many E-steps, and L for the subsampled estimator.
-MINIBATCH = 8
+# Questions per simulated E-step (the sampler's default minibatch), how many E-steps, and L for
+# the subsampled estimator.
+MINIBATCH = TRICEConfig().minibatch_size
 E_STEPS = 4000
 SUBSAMPLE_SIZE = 8
 
@@ -60,12 +69,10 @@ def main() -> None:
     # The 2 cores are shared: one thread avoids the stalls of an oversubscribed thread pool.
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
-    register_configs()
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("config")
-    dataset = as_dataset_config(cfg.dataset)
+    job = compose_job()
+    dataset = job.dataset
     examples = load_benchmark(dataset, SEED).train[:QUESTIONS]
-    model_dir = resolve_model(OmegaConf.to_object(cfg.model))
+    model_dir = resolve_model(job.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     prompts = ChatPrompts(tokenizer, dataset.prompts)
@@ -79,11 +86,14 @@ def main() -> None:
 
     gradients = torch.stack([log_likelihood_gradient(model, tokenizer, prompts, s) for s in pool])
     gram = (gradients.double() @ gradients.double().T)
+    pad = tokenizer.pad_token_id
+    scores = torch.cat([logit_bias_scores(model, collate([training_sequence(tokenizer, prompts, s)], pad)) for s in pool])
 
     rng = random.Random(SEED)
     generator = torch.Generator().manual_seed(SEED)
     weights = {"cv": [], "no_cv": [], "subsampled_cv": []}
     betas = []
+    logged = {"cv": [], "no_cv": []}
     for _ in range(E_STEPS):
         chosen = rng.sample(range(len(examples)), MINIBATCH)
         drawn = [rng.choice(proposals[q]) for q in chosen]
@@ -94,6 +104,10 @@ def main() -> None:
         beta = leave_one_out_beta(valid, correct)
         betas.append(beta.mean().item())
         items = [index[id(m)] if m is not None else 0 for m in memory] + [index[id(p)] for p in drawn]
+        memory_scores = scores[items[:MINIBATCH]] * valid.unsqueeze(1)
+        proposal_scores = scores[items[MINIBATCH:]]
+        logged["cv"].append(gradient_variance(memory_scores, proposal_scores, valid, correct, beta))
+        logged["no_cv"].append(gradient_variance(memory_scores, proposal_scores, valid, correct, torch.zeros_like(beta)))
         cv = signed_item_weights(valid, correct, beta)
         per_item = {
             "cv": full_weights(cv, valid),
@@ -114,6 +128,10 @@ def main() -> None:
     print(f"trice_subsampled_cv_gradient_variance: {variance['subsampled_cv']:.6g}")
     print(f"trice_cv_gradient_variance_ratio: {variance['cv'] / variance['no_cv']:.4f}")
     print(f"trice_subsampled_over_full_cv_variance_ratio: {variance['subsampled_cv'] / variance['cv']:.4f}")
+    # The cheap estimate the EM loop logs per step (on logit-bias scores), averaged over the E-steps.
+    print(f"trice_logged_grad_variance_no_cv: {sum(logged['no_cv']) / E_STEPS:.6g}")
+    print(f"trice_logged_grad_variance_cv: {sum(logged['cv']) / E_STEPS:.6g}")
+    print(f"trice_logged_cv_variance_ratio: {sum(logged['cv']) / sum(logged['no_cv']):.4f}")
     print(f"trice_generation_s: {generated_s:.1f}")
     print(f"trice_benchmark_s: {time.perf_counter() - started:.1f}")
 
@@ -137,16 +155,21 @@ def sample(model, tokenizer, prompts: ChatPrompts, examples: list[Example], *, h
     return [samples[i : i + n] for i in range(0, len(samples), n)]
 
 
+def training_sequence(tokenizer, prompts: ChatPrompts, s: Sample) -> TrainingSequence:
+    """The sample as the M-step trains on it: given the unhinted prompt, weight 1."""
+    return TrainingSequence(tuple(tokenizer(prompts.text(s.example, hint=False)).input_ids), s.token_ids)
+
+
 def log_likelihood_gradient(model, tokenizer, prompts: ChatPrompts, s: Sample) -> torch.Tensor:
-    """grad log p(z | x) given the unhinted prompt, on the last block's parameters, flattened."""
+    """grad log p(z | x) given the unhinted prompt, on the last block's parameters, flattened:
+    minus the gradient of the M-step's loss on the sequence with weight 1."""
     parameters = list(model.model.layers[-1].parameters())
     for p in model.parameters():
         p.requires_grad_(False)
     for p in parameters:
         p.requires_grad_(True)
-    prompt_ids = tuple(tokenizer(prompts.text(s.example, hint=False)).input_ids)
-    batch = collate([TrainingSequence(prompt_ids, s.token_ids)], tokenizer.pad_token_id)
-    grads = torch.autograd.grad(sequence_log_likelihoods(model, batch).sum(), parameters)
+    batch = collate([training_sequence(tokenizer, prompts, s)], tokenizer.pad_token_id)
+    grads = torch.autograd.grad(-weighted_nll(model, batch), parameters)
     return torch.cat([g.flatten() for g in grads])
 
 

@@ -1,8 +1,8 @@
 """A checkpoint after every EM iteration: everything the next iteration needs.
 
 Layout of <run dir>/checkpoint/: model/ (the policy's weights and tokenizer, also what the
-vLLM engine loads), the trainer's state (optimizer.pt, trainer_rng.json), sampler.json (e.g.
-TRICE's memory), metrics.jsonl (the rows logged so far), config.yaml (the resolved config),
+vLLM engine loads), the trainer's state (trainer/, a sharded torch.distributed.checkpoint, and
+trainer_rng.json), sampler.json (e.g. TRICE's memory), metrics.jsonl and rationales.jsonl (the rows logged so far), config.yaml (the resolved config),
 overrides.json (the command-line overrides it was composed from) and state.json (the
 iteration and the global RNG states). It is written into a staging folder, marked complete,
 then swapped in by renames, so a crash at any point leaves either the previous checkpoint or the
@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from emreason.tracking import METRICS_FILE
+from emreason.metrics_file import METRICS_FILE
+from emreason.tracking import RATIONALES_FILE
 
 CHECKPOINT = "checkpoint"
 STAGING = "checkpoint.staging"
@@ -27,6 +28,8 @@ PREVIOUS = "checkpoint.previous"
 # Every folder a run directory may hold checkpoint files in.
 FOLDERS = (CHECKPOINT, STAGING, PREVIOUS)
 COMPLETE = "COMPLETE"
+# The run directory's row logs; a checkpoint keeps the rows written up to it.
+HISTORY_FILES = (METRICS_FILE, RATIONALES_FILE)
 OVERRIDES = "overrides.json"
 
 
@@ -95,8 +98,9 @@ def commit(
 ) -> None:
     """Complete the staging folder (the trainer's files are already in it) and swap it in."""
     (staging / "sampler.json").write_text(json.dumps(sampler_state))
-    metrics = run_dir / METRICS_FILE
-    (staging / METRICS_FILE).write_text(metrics.read_text() if metrics.exists() else "")
+    for name in HISTORY_FILES:
+        logged = run_dir / name
+        (staging / name).write_text(logged.read_text() if logged.exists() else "")
     (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (staging / OVERRIDES).write_text(json.dumps(overrides))
     state = {
@@ -145,14 +149,22 @@ def load(checkpoint: Path) -> Resumed:
     )
 
 
-def restore(resumed: Resumed, run_dir: Path) -> None:
-    """Continue exactly where the checkpoint was written: its RNG states, and its metrics rows
-    in place of the run directory's (which may hold rows of iterations about to be redone)."""
+def restore(resumed: Resumed) -> None:
+    """Continue exactly where the checkpoint was written: its RNG states."""
     random.setstate(resumed.python_rng)
     torch.set_rng_state(resumed.torch_rng)
-    rewritten = run_dir / f"{METRICS_FILE}.restoring"
-    shutil.copyfile(resumed.folder / METRICS_FILE, rewritten)
-    rewritten.replace(run_dir / METRICS_FILE)
+
+
+def restore_history(run_dir: Path, found: Path | None) -> None:
+    """Make the run directory's metrics.jsonl and rationales.jsonl the rows of the checkpoint
+    found (none without one). Rows of an iteration that started after it are dropped and the
+    iteration is redone, so no row is lost or doubled. A checkpoint written before
+    rationales.jsonl existed restores it empty."""
+    for name in HISTORY_FILES:
+        saved = found / name if found else None
+        rewritten = run_dir / f"{name}.restoring"
+        rewritten.write_text(saved.read_text() if saved and saved.exists() else "")
+        rewritten.replace(run_dir / name)
 
 
 def _jsonable(value):

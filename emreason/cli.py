@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shlex
 import signal
 from pathlib import Path
 
@@ -12,17 +13,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emreason import checkpoint
-from emreason.config import check_ranges, register_configs
-from emreason.data.config import as_dataset_config
-from emreason.em import Job, run_em
+from emreason.config import CONFIG_DIR, job_config, register_configs
+from emreason.em import run_em
+from emreason.metrics_file import METRICS_FILE, read_metrics
 from emreason.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 register_configs()
 
-# conf/ sits beside the package at the top of the repository (an editable install).
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# What Hydra writes into a sweep directory: the sweep's config and command-line overrides.
+MULTIRUN_FILE = "multirun.yaml"
 
 
 def run_dir_of(resume: str | None, fresh_dir: str) -> str:
@@ -38,24 +39,39 @@ def run_dir_of(resume: str | None, fresh_dir: str) -> str:
     return resume
 
 
+def sweep_dir_of(resume: str | None, fresh_dir: str) -> str:
+    """hydra.sweep.dir. `resume=` continues one run and is not swept: under -m it stops the
+    command here, before Hydra creates anything, saying what to run instead."""
+    if resume is None:
+        return fresh_dir
+    raise SystemExit(f"Error: {resume_under_multirun(Path(resume))}")
+
+
+def resume_under_multirun(folder: Path) -> str:
+    message = [f"resume={folder} cannot be used with -m: it continues one run, and a sweep is continued by rerunning it."]
+    sweep = next((d for d in (folder, folder.parent) if (d / MULTIRUN_FILE).is_file()), None)
+    if sweep is not None:
+        message.append(
+            f"To continue the sweep {sweep} (finished jobs are skipped, killed ones resume from their "
+            f"checkpoints, missing ones start), rerun its command in its sweep directory:\n  {continue_sweep_command(sweep)}"
+        )
+    if checkpoint.latest(folder) is not None:
+        message.append(f"To continue the run {folder} alone, drop -m:\n  emreason resume={folder}")
+    if len(message) == 1:
+        message.append(f"{folder} is neither a sweep directory (no {MULTIRUN_FILE}) nor a run directory with a complete checkpoint.")
+    return "\n".join(message)
+
+
+def continue_sweep_command(sweep: Path) -> str:
+    """The command that ran the sweep in sweep_dir (from the multirun.yaml Hydra wrote there),
+    pinned to that sweep directory."""
+    overrides = OmegaConf.load(sweep / MULTIRUN_FILE).hydra.overrides
+    launcher = [o for o in overrides.hydra if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]
+    return shlex.join(["emreason", "-m", *launcher, *overrides.task, f"hydra.sweep.dir={sweep}"])
+
+
 OmegaConf.register_new_resolver("emreason.run_dir", run_dir_of)
-
-
-def build_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Job:
-    check_ranges(cfg)
-    return Job(
-        dataset=as_dataset_config(cfg.dataset),
-        model=OmegaConf.to_object(cfg.model),
-        sampler=OmegaConf.to_object(cfg.sampler),
-        optimizer=OmegaConf.to_object(cfg.optimizer),
-        generator=OmegaConf.to_object(cfg.generator),
-        iterations=cfg.em.iterations,
-        questions_per_iteration=cfg.em.questions_per_iteration,
-        seed=cfg.seed,
-        run_dir=run_dir,
-        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-        overrides=overrides,
-    )
+OmegaConf.register_new_resolver("emreason.sweep_dir", sweep_dir_of)
 
 
 def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
@@ -68,6 +84,29 @@ def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
         merged[key] = override.input_line
     merged.pop(("resume", None), None)
     return list(merged.values())
+
+
+# Overrides a rerun sweep may add or change for all its jobs: they extend a run or change how it
+# is logged, not which job it is.
+NOT_THE_JOB = ("em.iterations", "logger.")
+
+
+def check_same_job(run_dir: Path, found: Path, overrides: list[str]) -> None:
+    """A rerun sweep must give each job folder the job whose checkpoint is there: Hydra numbers
+    the jobs by the order of the overrides, and another order or list would resume one job's
+    checkpoint with another job's config."""
+
+    def the_job(lines: list[str]) -> set[str]:
+        parsed = OverridesParser.create().parse_overrides(lines)
+        return {o.input_line for o in parsed if not o.key_or_group.startswith(NOT_THE_JOB)}
+
+    saved = checkpoint.load(found).overrides
+    if the_job(saved) != the_job(overrides):
+        raise SystemExit(
+            f"Error: {run_dir} holds the checkpoint of the job `{' '.join(saved)}`, but this sweep's job "
+            f"there is `{' '.join(overrides)}`. A sweep continues with the overrides it was started with, "
+            "in the same order (they number the jobs); another sweep needs another hydra.sweep.dir."
+        )
 
 
 def config_to_resume(resume_dir: Path, new_overrides: list[str]) -> tuple[DictConfig, list[str]]:
@@ -98,30 +137,54 @@ def another_nodes_task() -> bool:
     return int(os.environ.get("SLURM_PROCID", "0")) > 0
 
 
+def objective(run_dir: Path, metric: str) -> float | None:
+    """What the job returns, for a sweeper that maximises it (hparams_search=, an Optuna
+    sweep): `metric` of the run's last evaluation, on whatever dataset.test_split names."""
+    return read_metrics(run_dir)[-1][metric]
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Run the composed job (or continue it, `resume=`); its objective for a sweeper. The other
+    nodes' tasks of a multi-node job return None at once."""
     if another_nodes_task():
-        return
+        return None
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
     overrides = list(hydra_config.overrides.task)
+    if cfg.resume is not None and hydra_config.mode == RunMode.MULTIRUN:
+        # Reached when hydra.sweep.dir is given too, so sweep_dir_of was not asked.
+        raise SystemExit(f"Error: {resume_under_multirun(Path(cfg.resume))}")
     if cfg.resume is not None:
         cfg, overrides = config_to_resume(Path(cfg.resume), overrides)
-    job = build_job(cfg, run_dir, overrides)
+    group = sweep_group(hydra_config)
+    if group is not None and cfg.logger.group is None:
+        # Saved with the job's overrides: the job continued alone (`resume=DIR`) keeps its W&B group.
+        cfg.logger.group = group
+        overrides = [*overrides, f"logger.group='{group}'"]
+    found = checkpoint.latest(run_dir)
+    if found is not None and hydra_config.mode == RunMode.MULTIRUN:
+        check_same_job(run_dir, found, overrides)
+    if found is not None and checkpoint.load(found).iteration >= cfg.em.iterations:
+        # A rerun sweep skips its finished jobs.
+        log.info("%s has done all %d EM iterations (%s): nothing to run.", run_dir, cfg.em.iterations, found)
+        return objective(run_dir, cfg.objective)
+    job = job_config(cfg)
+    checkpoint.restore_history(run_dir, found)
     tracker = Tracker(
         run_dir,
-        OmegaConf.to_object(cfg.logger),
-        job.config,
-        group=sweep_group(hydra_config),
+        job.logger,
+        job.as_dict(),
         tags=[f"sampler:{job.sampler.name}", f"dataset:{job.dataset.name}", f"model:{job.model.name}"],
         job_type=job.sampler.name,
     )
     try:
-        run_em(job, tracker)
+        run_em(job, run_dir, overrides, tracker)
     finally:
         tracker.close()
-    log.info("Metrics: %s", run_dir / "metrics.jsonl")
+    log.info("Metrics: %s", run_dir / METRICS_FILE)
+    return objective(run_dir, job.objective)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
-"""The structured config of a job. Hydra checks every YAML file in conf/ against these
-dataclasses, so a wrong key or value fails before any model loads, naming the key; then
-`check_ranges` checks the numbers types cannot (a learning rate of 0, no iterations)."""
+"""The structured config of a job, from Hydra to the EM loop. The dataclasses hold every default
+(conf/*.yaml states only what a choice changes) and, beside each field, what it allows
+(emreason/checks.py). Hydra checks keys and types as it composes; `OmegaConf.to_object` then
+builds the Config, whose __post_init__ checks every value, so a wrong key or value fails before
+any model loads, naming the key, the value and what is allowed."""
 
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from emreason import precision
+from emreason.checks import above, at_least, one_of, problems_of
 from emreason.data.config import DatasetConfig
 from emreason.generation.vllm_engine import GeneratorConfig
 from emreason.model_store import ModelConfig
@@ -16,14 +22,31 @@ from emreason.samplers import SAMPLERS
 from emreason.tracking import LoggerConfig
 from emreason.training.m_step import OptimizerConfig
 
+log = logging.getLogger(__name__)
+
+# conf/ sits beside the package at the top of the repository (an editable install).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+class ConfigRangeError(ValueError):
+    """Config values outside what their fields allow; the message names each key, value and
+    what is allowed."""
+
 
 @dataclass
 class EMConfig:
     # EM iterations (E-step, M-step, weight sync, evaluation) after the zero-shot baseline.
-    iterations: int = 2
+    iterations: int = field(default=2, metadata=at_least(1))
     # Training questions each E-step samples rationales for, walking through a seeded
     # permutation of the training split.
-    questions_per_iteration: int = 48
+    questions_per_iteration: int = field(default=64, metadata=at_least(1))
+    # k of the sampled evaluation (maj@k, pass@k) logged beside greedy accuracy; 0: greedy only.
+    test_samples: int = field(default=0, metadata=at_least(0))
+    # Temperature of those k samples.
+    test_temperature: float = field(default=1.0, metadata=above(0))
+    # A folder where the zero-shot evaluation is kept per (model, dataset, seed, test set) and
+    # reused by the other jobs (experiment=study: the sweep's zero_shot/); null = evaluate.
+    zero_shot_cache: str | None = None
 
 
 @dataclass
@@ -43,9 +66,30 @@ class Config:
     # A run directory to continue after its last checkpoint, with the config it was run with
     # (see emreason/cli.py); null starts a new run.
     resume: str | None = None
+    # The metric of the last evaluation a job returns to a sweeper that maximises it
+    # (hparams_search=): accuracy, or Cohen's kappa of the answers, which a collapse onto one
+    # answer cannot raise (emreason/evaluation.py).
+    objective: str = field(default="test_accuracy", metadata=one_of("test_accuracy", "test_answer_kappa"))
+
+    def __post_init__(self):
+        problems = problems_of(self)
+        if problems:
+            raise ConfigRangeError("; ".join(problems))
+
+    def as_dict(self) -> dict:
+        """The resolved config as plain data: what checkpoints and the W&B run keep."""
+        return OmegaConf.to_container(OmegaConf.structured(self), enum_to_str=True)
+
+
+def created_dir(path: str) -> str:
+    """`${emreason.created_dir:PATH}`: PATH, made if missing. The Optuna sweeper opens its sqlite
+    file in the sweep folder before Hydra creates that folder."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("emreason.created_dir", created_dir, replace=True)
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)
@@ -57,67 +101,27 @@ def register_configs() -> None:
         store.store(group="sampler", name=f"base_{sampler_config.name}", node=sampler_config)
 
 
-class ConfigRangeError(ValueError):
-    """Config values outside their allowed range; the message names each key, value and range."""
+def job_config(cfg: DictConfig) -> Config:
+    """The composed config as the typed Config the EM loop runs (`auto` dtypes resolved).
+    The command and the benchmarks both build their job with it.
+
+    Raises ConfigRangeError naming every problem at once (Config.__post_init__)."""
+    resolve_precision(cfg)
+    return OmegaConf.to_object(cfg)
 
 
-def at_least(low: float) -> tuple[Callable[[float], bool], str]:
-    return (lambda value: value >= low), f">= {low}"
+def compose_job(overrides: list[str] = ()) -> Config:
+    """The job `emreason OVERRIDES...` would run, composed outside the command (benchmarks, tests)."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return job_config(compose("config", overrides=list(overrides)))
 
 
-def above(low: float) -> tuple[Callable[[float], bool], str]:
-    return (lambda value: value > low), f"> {low}"
-
-
-# Config key -> (test, what is allowed). A key the chosen config lacks (sampler.budget outside
-# sampler=rs) and a null value (dataset.test_size=null: all) are not checked.
-RANGES = {
-    "em.iterations": at_least(1),
-    "em.questions_per_iteration": at_least(1),
-    "dataset.train_size": at_least(1),
-    "dataset.test_size": at_least(1),
-    "sampler.temperature": at_least(0),
-    "sampler.budget": at_least(1),
-    "sampler.samples_per_question": at_least(1),
-    "sampler.rationalization_samples": at_least(1),
-    "sampler.init_samples": at_least(1),
-    "sampler.subsample_size": at_least(1),
-    "optimizer.lr": above(0),
-    "optimizer.weight_decay": at_least(0),
-    "optimizer.epochs": at_least(1),
-    "optimizer.batch_size": at_least(1),
-    "optimizer.micro_batch_size": at_least(1),
-    "optimizer.max_grad_norm": at_least(0),
-    "optimizer.processes": at_least(1),
-    "optimizer.nodes": at_least(1),
-    "optimizer.lora.rank": at_least(1),
-    "generator.max_model_len": at_least(2),
-    "generator.max_new_tokens": at_least(1),
-    "generator.gpu_memory_utilization": ((lambda value: 0 < value <= 1), "> 0 and <= 1"),
-    "generator.cpu_kv_cache_gib": at_least(1),
-    "generator.tensor_parallel_size": at_least(1),
-    "logger.rationale_table_questions": at_least(0),
-}
-
-
-def check_ranges(cfg: DictConfig) -> None:
-    """Raise ConfigRangeError listing every value of cfg outside its range."""
-    problems = []
-    for key, (allowed, allowed_text) in RANGES.items():
-        value = OmegaConf.select(cfg, key)
-        if value is not None and not allowed(value):
-            problems.append(f"{key}={value} is out of range: allowed {allowed_text}")
-    max_new_tokens, max_model_len = cfg.generator.max_new_tokens, cfg.generator.max_model_len
-    if max_new_tokens >= max_model_len:
-        problems.append(
-            f"generator.max_new_tokens={max_new_tokens} is out of range: allowed < "
-            f"generator.max_model_len={max_model_len}, leaving room for the prompt"
-        )
-    processes, nodes = cfg.optimizer.processes, cfg.optimizer.nodes
-    if nodes >= 1 and processes % nodes:
-        problems.append(
-            f"optimizer.processes={processes} is out of range: allowed a multiple of optimizer.nodes={nodes} "
-            "(every node runs the same number of processes)"
-        )
-    if problems:
-        raise ConfigRangeError("; ".join(problems))
+def resolve_precision(cfg: DictConfig) -> None:
+    """Replace `auto` in generator.dtype and optimizer.dtype by the dtype this machine computes
+    natively (emreason/precision.py), in place, and log the choice; the job's saved config (in
+    every checkpoint and the W&B run) then records what ran."""
+    for key in ("generator.dtype", "optimizer.dtype"):
+        dtype = OmegaConf.select(cfg, key)
+        log.info("%s: %s", key, precision.describe(dtype))
+        OmegaConf.update(cfg, key, precision.resolve(dtype))

@@ -1,55 +1,40 @@
-"""The EM loop. Read it top to bottom: baseline evaluation, then per iteration an E-step
-(the sampler proposes rationales on vLLM), an M-step (weighted fine-tuning in PyTorch on the
-accepted rationales given the UNHINTED prompt), a weight sync into the running engine, and an
-evaluation (greedy accuracy on held-out questions)."""
+"""The EM loop. Read it top to bottom: iteration 0 evaluates the model it starts from (the
+zero-shot baseline); every later iteration runs an E-step (the sampler proposes rationales on
+vLLM), an M-step (weighted fine-tuning in PyTorch on the accepted rationales given the UNHINTED
+prompt) and a weight sync into the running engine, then the same evaluation (greedy accuracy on
+held-out questions). Each iteration ends with its metrics row and a checkpoint."""
 
 import logging
 import random
 import time
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
-from emreason import checkpoint
+from emreason import checkpoint, rationale_log, zero_shot
 from emreason.chat import ChatPrompts
+from emreason.config import Config
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
-from emreason.evaluation import Evaluation, evaluate
-from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
-from emreason.model_store import ModelConfig, resolve_model
-from emreason.samplers import Proposer, SamplerConfig, build_sampler
-from emreason.samplers.base import EStepResult, Rationale
+from emreason.evaluation import Evaluation, evaluate, evaluate_sampled
+from emreason.generation.vllm_engine import VLLMGenerator
+from emreason.model_store import resolve_model
+from emreason.samplers import Proposer, Sampler, build_sampler
+from emreason.samplers.base import EStepResult, Rationale, ToSequences
 from emreason.tracking import Tracker
 from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepTrainer, OptimizerConfig
-from emreason.training.trainer_processes import TrainerProcesses, start_trainer
+from emreason.training.trainer_processes import Trainer, start_trainer
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Job:
-    """Everything one EM run is made of, built from the config."""
-
-    dataset: object
-    model: ModelConfig
-    sampler: SamplerConfig
-    optimizer: OptimizerConfig
-    generator: GeneratorConfig
-    iterations: int
-    questions_per_iteration: int
-    seed: int
-    run_dir: Path
-    # The resolved config and the command-line overrides it was composed from; every
-    # checkpoint keeps them, so `resume=DIR` composes the same job again.
-    config: dict
-    overrides: list[str]
-
-
-def run_em(job: Job, tracker: Tracker) -> None:
+def run_em(job: Config, run_dir: Path, overrides: list[str], tracker: Tracker) -> None:
+    """Run the job in run_dir, continuing after its last checkpoint if it has one. `overrides`
+    are the command line's, kept in every checkpoint so `resume=DIR` composes the same job."""
     random.seed(job.seed)
     torch.manual_seed(job.seed)
     benchmark = load_benchmark(job.dataset, job.seed)
@@ -57,77 +42,128 @@ def run_em(job: Job, tracker: Tracker) -> None:
     base_model_dir = resolve_model(job.model)
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     prompts = ChatPrompts(tokenizer, job.dataset.prompts, job.generator)
-    found = checkpoint.latest(job.run_dir)
-    max_new_tokens = job.generator.max_new_tokens
+    found = checkpoint.latest(run_dir)
     # Closed in reverse: the engine, then the trainer (its processes, if any).
     with ExitStack() as running:
-        trainer = start_trainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed)
+        trainer = start_trainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed, checkpoint=found)
         running.enter_context(closing(trainer))
         generator = VLLMGenerator(found / "model" if found else base_model_dir, job.generator, job.seed)
         running.enter_context(closing(generator))
-        sampler = build_sampler(job.sampler, Proposer(generator, prompts, max_new_tokens))
+        context = Context(job, run_dir, overrides, generator, prompts, benchmark.test)
+        sampler = build_sampler(job.sampler, Proposer(generator, prompts, job.generator.max_new_tokens))
+        first_iteration = 0
         if found:
             resumed = checkpoint.load(found)
             log.info("Resuming after EM iteration %d from %s", resumed.iteration, found)
-            trainer.load_checkpoint(found)
             sampler.load_state_dict(resumed.sampler_state)
             # Last: loading the models above must not draw from the restored RNG states.
-            checkpoint.restore(resumed, job.run_dir)
+            checkpoint.restore(resumed)
             first_iteration = resumed.iteration + 1
-        else:
-            start_phase("evaluation", 0, job, generator)
-            baseline, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
-            tracker.log_iteration({"iteration": 0, **test_metrics(baseline), "eval_s": eval_s})
-            log.info("EM iteration 0: checkpoint")
-            commit_checkpoint(job, stage_weights(job.run_dir, trainer, tokenizer), 0, trainer, sampler)
-            first_iteration = 1
 
-        for iteration in range(first_iteration, job.iterations + 1):
-            questions = questions_for_iteration(benchmark.train, iteration, job.questions_per_iteration, job.seed)
-            start_phase("E-step", iteration, job, generator)
-            e_step, e_step_s = timed(sampler.e_step, questions)
-            tracker.log_rationales(iteration, e_step.proposals)
-
-            m_step_s = sync_s = 0.0
-            if e_step.accepted:
-                log.info("EM iteration %d: M-step", iteration)
-                if getattr(job.sampler, "restart_from_base", False):
-                    trainer.restart_from_base()
-                sequences = training_sequences(e_step.accepted, prompts, tokenizer)
-                with generator.asleep():
-                    _, m_step_s = timed(trainer.m_step, sequences)
+        to_sequences = partial(training_sequences, prompts=prompts, tokenizer=tokenizer)
+        for iteration in range(first_iteration, job.em.iterations + 1):
+            staging = None
+            if iteration == 0:
+                # The zero-shot baseline: an evaluation alone (shared between jobs by em.zero_shot_cache).
+                key = zero_shot.cache_key(context.saved_config, benchmark.test)
+                row = zero_shot.baseline(job.em.zero_shot_cache, key, run_dir, partial(evaluation, 0, context))
             else:
-                log.warning("Iteration %d: the E-step accepted no rationale; skipping the M-step.", iteration)
-            staging = stage_weights(job.run_dir, trainer, tokenizer)
-            if e_step.accepted:
-                log.info("EM iteration %d: weight sync", iteration)
-                _, sync_s = timed(generator.load_weights, staging / "model")
-
-            start_phase("evaluation", iteration, job, generator)
-            result, eval_s = timed(evaluate, generator, prompts, benchmark.test, max_new_tokens)
-            timings = {"e_step_s": e_step_s, "m_step_s": m_step_s, "sync_s": sync_s, "eval_s": eval_s}
-            tracker.log_iteration(iteration_metrics(iteration, questions, e_step, result, timings))
+                size = sampler.questions_per_iteration(job.em.questions_per_iteration, len(benchmark.train))
+                questions = questions_for_iteration(benchmark.train, iteration, size, job.seed)
+                e_step, m_steps, timings, staging = learn(iteration, questions, context, sampler, trainer, tokenizer, to_sequences)
+                tracker.log_rationales(iteration, e_step.proposals)
+                rationale_log.write(run_dir, iteration, "e_step", e_step.proposals)
+                row = iteration_metrics(iteration, questions, e_step, evaluation(iteration, context), timings, m_steps)
+            tracker.log_iteration(row)
             log.info("EM iteration %d: checkpoint", iteration)
-            commit_checkpoint(job, staging, iteration, trainer, sampler)
+            commit_checkpoint(context, staging or stage_weights(run_dir, trainer, tokenizer), iteration, trainer, sampler)
 
 
-def start_phase(phase: str, iteration: int, job: Job, generator: VLLMGenerator) -> None:
+@dataclass
+class Context:
+    """What the phases of a run share besides the models."""
+
+    job: Config
+    run_dir: Path
+    overrides: list[str]
+    generator: VLLMGenerator
+    prompts: ChatPrompts
+    test: list[Example]
+
+    @property
+    def saved_config(self) -> dict:
+        return self.job.as_dict()
+
+
+def learn(
+    iteration: int, questions: list[Example], context: Context, sampler: Sampler, trainer: Trainer, tokenizer,
+    to_sequences: ToSequences,
+) -> tuple[EStepResult, list[dict], dict, Path | None]:
+    """The iteration's (E-step, M-step, weight sync) pairs: one for the filtered samplers, one per
+    minibatch for TRICE. Returns the E-steps as one, each M-step's metrics, the seconds spent in
+    each phase, and the staged weights of the last M-step (None when no M-step ran)."""
+    e_steps, m_steps = [], []
+    timings = {"e_step_s": 0.0, "m_step_s": 0.0, "sync_s": 0.0}
+    staging = None
+    for step, minibatch in enumerate(sampler.minibatches(questions), 1):
+        start_phase(f"E-step {step}", iteration, context)
+        e_step, seconds = timed(sampler.e_step, minibatch)
+        e_steps.append(e_step)
+        timings["e_step_s"] += seconds
+        if not e_step.accepted:
+            log.warning("Iteration %d: E-step %d accepted no rationale; no M-step.", iteration, step)
+            continue
+        log.info("EM iteration %d: M-step %d", iteration, step)
+        # With generator.sleep_during_m_step the engine frees its GPU memory for the trainer meanwhile.
+        with context.generator.asleep():
+            metrics, seconds = timed(sampler.train, trainer, e_step, to_sequences)
+        m_steps.append(metrics)
+        timings["m_step_s"] += seconds
+        staging = stage_weights(context.run_dir, trainer, tokenizer)
+        log.info("EM iteration %d: weight sync", iteration)
+        timings["sync_s"] += timed(context.generator.load_weights, staging / "model")[1]
+    return EStepResult.merged(e_steps), m_steps, timings, staging
+
+
+def start_phase(phase: str, iteration: int, context: Context) -> None:
     """Reseed the engine from (seed, iteration, phase): a job resumed after a restart samples
     exactly the rationales an uninterrupted one would have (the engine's own stream would not)."""
     log.info("EM iteration %d: %s", iteration, phase)
-    generator.reseed(random.Random(f"{job.seed}-{iteration}-{phase}").getrandbits(63))
+    context.generator.reseed(random.Random(f"{context.job.seed}-{iteration}-{phase}").getrandbits(63))
 
 
-def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepResult, result: Evaluation, timings: dict) -> dict:
+def evaluation(iteration: int, context: Context) -> dict:
+    """The iteration's row of test metrics: greedy, and maj@k / pass@k when em.test_samples =
+    k > 0, with the seconds they took (eval_s)."""
+    started = time.perf_counter()
+    generator, prompts, test, em = context.generator, context.prompts, context.test, context.job.em
+    max_new_tokens = context.job.generator.max_new_tokens
+    start_phase("evaluation", iteration, context)
+    greedy = evaluate(generator, prompts, test, max_new_tokens)
+    rationale_log.write(context.run_dir, iteration, "evaluation", greedy.rationales)
+    metrics = {"iteration": iteration, **test_metrics(greedy)}
+    if em.test_samples:
+        start_phase("sampled evaluation", iteration, context)
+        sampled = evaluate_sampled(generator, prompts, test, max_new_tokens, em.test_samples, em.test_temperature)
+        metrics |= {"test_maj_at_k": sampled.majority_accuracy, "test_pass_at_k": sampled.pass_rate}
+    return {**metrics, "eval_s": time.perf_counter() - started}
+
+
+def iteration_metrics(
+    iteration: int, questions: list[Example], e_step: EStepResult, evaluated: dict, timings: dict,
+    m_steps: list[dict] = (),
+) -> dict:
     # Rationales learned from; TRICE's negatively weighted proposals are not among them.
     kept = [r for r in e_step.accepted if r.weight > 0]
     return {
         "iteration": iteration,
-        **test_metrics(result),
+        **evaluated,
         "acceptance_rate": e_step.acceptance_rate,
         "rationales_kept": len(kept),
         "questions_with_rationale": len({r.example.id for r in kept}) / len(questions),
         "mean_rationale_tokens": mean([len(r.completion.token_ids) for r in kept]),
+        # Kept rationales that went on after their answer, trained only up to it.
+        "rationales_cut_after_answer": sum(r.ran_past_answer for r in kept),
         "tokens_generated": e_step.tokens_generated,
         "tokens_per_accepted_rationale": e_step.tokens_generated / max(len(kept), 1),
         "prompts_truncated": e_step.prompts_truncated,
@@ -135,10 +171,17 @@ def iteration_metrics(iteration: int, questions: list[Example], e_step: EStepRes
         "questions_skipped": len({q.id for q in questions} - {r.example.id for r in e_step.proposals}),
         **timings,
         **e_step.metrics,
+        **m_step_metrics(m_steps),
     }
 
 
-def stage_weights(run_dir: Path, trainer: MStepTrainer | TrainerProcesses, tokenizer) -> Path:
+def m_step_metrics(m_steps: list[dict]) -> dict:
+    """The iteration's M-step metrics: optimizer steps summed over its M-steps, the rest averaged."""
+    keys = dict.fromkeys(key for metrics in m_steps for key in metrics)
+    return {key: (sum if key == "m_step_optimizer_steps" else mean)([m[key] for m in m_steps if key in m]) for key in keys}
+
+
+def stage_weights(run_dir: Path, trainer: Trainer, tokenizer) -> Path:
     """The next checkpoint's folder, holding the policy's weights (what the engine loads)."""
     with checkpoint.writing(run_dir):
         staging = checkpoint.staging_dir(run_dir)
@@ -147,18 +190,18 @@ def stage_weights(run_dir: Path, trainer: MStepTrainer | TrainerProcesses, token
     return staging
 
 
-def commit_checkpoint(job: Job, staging: Path, iteration: int, trainer: MStepTrainer | TrainerProcesses, sampler) -> None:
+def commit_checkpoint(context: Context, staging: Path, iteration: int, trainer: Trainer, sampler: Sampler) -> None:
     """Written after the iteration's metrics row: a resume redoes the iterations after the
     last committed one and drops their rows, so no row is lost or doubled."""
-    with checkpoint.writing(job.run_dir):
+    with checkpoint.writing(context.run_dir):
         trainer.save_training_state(staging)
         checkpoint.commit(
-            job.run_dir,
+            context.run_dir,
             staging,
             iteration=iteration,
             sampler_state=sampler.state_dict(),
-            config=job.config,
-            overrides=job.overrides,
+            config=context.saved_config,
+            overrides=context.overrides,
         )
 
 
@@ -179,15 +222,31 @@ def questions_for_iteration(train: list[Example], iteration: int, size: int, see
 
 def training_sequences(accepted: list[Rationale], prompts: ChatPrompts, tokenizer) -> list[TrainingSequence]:
     """Each accepted rationale as the M-step sees it: given the UNHINTED prompt, even when it
-    was sampled from the hinted one (the hint belongs to the proposal, not to the model)."""
+    was sampled from the hinted one (the hint belongs to the proposal, not to the model).
+    A rationale that goes on after its final answer statement (often to the token limit, inventing
+    new questions) is trained up to the end of that statement, then end-of-sequence: what follows
+    the answer is not what the model should learn to write."""
     sequences = []
     for rationale in accepted:
         prompt_ids = tokenizer(prompts.text(rationale.example, hint=False)).input_ids
         completion_ids = rationale.completion.token_ids
-        if rationale.completion.finished and completion_ids[-1:] != (tokenizer.eos_token_id,):
+        if rationale.ran_past_answer:
+            completion_ids = _through(completion_ids, rationale.answer_end, tokenizer)
+        if (rationale.completion.finished or rationale.ran_past_answer) and completion_ids[-1:] != (
+            tokenizer.eos_token_id,
+        ):
             completion_ids += (tokenizer.eos_token_id,)
         sequences.append(TrainingSequence(tuple(prompt_ids), completion_ids, rationale.weight))
     return sequences
+
+
+def _through(token_ids: tuple[int, ...], characters: int, tokenizer) -> tuple[int, ...]:
+    """The shortest prefix of the sampled tokens whose text covers the first `characters`
+    characters (the sampled tokens are kept, not the text re-tokenized)."""
+    for count in range(1, len(token_ids) + 1):
+        if len(tokenizer.decode(token_ids[:count], skip_special_tokens=True)) >= characters:
+            return token_ids[:count]
+    return token_ids
 
 
 def test_metrics(result: Evaluation) -> dict:
@@ -197,6 +256,9 @@ def test_metrics(result: Evaluation) -> dict:
         "test_mean_tokens": result.mean_tokens,
         "test_prompts_truncated": result.prompts_truncated,
         "test_questions_skipped": result.questions_skipped,
+        "test_top_answer_share": result.top_answer_share,
+        "test_constant_answer_accuracy": result.constant_answer_accuracy,
+        "test_answer_kappa": result.answer_kappa,
     }
 
 

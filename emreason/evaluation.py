@@ -1,11 +1,17 @@
-"""Test-time accuracy: greedy decoding from the unhinted prompt on held-out questions."""
+"""Test-time accuracy on held-out questions, from the unhinted prompt: greedy decoding, and
+optionally k samples per question (self-consistency maj@k and pass@k)."""
 
-from dataclasses import dataclass
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from statsmodels.stats.inter_rater import cohens_kappa
 
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.generation.completion import Generator
-from emreason.samplers.base import Proposer
+from emreason.samplers.base import Proposer, Rationale
 
 
 @dataclass
@@ -21,6 +27,38 @@ class Evaluation:
     # Questions left unanswered because their prompt was too long (generator.on_long_prompt=skip);
     # counted as wrong in accuracy, not as unparseable.
     questions_skipped: int = 0
+    # The graded answers, one per question not skipped.
+    rationales: list[Rationale] = field(default_factory=list)
+    # Share of the questions given the commonest answer: 1.0 is the same answer to every
+    # question, a collapse that no accuracy near chance reveals by itself.
+    top_answer_share: float = 0.0
+    # Accuracy of always giving the commonest gold answer of these questions: what a collapse
+    # onto one answer can score by luck.
+    constant_answer_accuracy: float = 0.0
+    # Cohen's kappa of the answers against the gold answers: accuracy beyond what the two
+    # answer distributions agree by chance. 0 for a constant answer or answers unrelated to
+    # the question, whatever their accuracy; None when undefined (one gold answer, given always).
+    answer_kappa: float | None = None
+
+
+def answer_kappa(golds: list[str], answers: list[str | None], correct: list[bool]) -> float | None:
+    """Cohen's kappa (statsmodels) between the gold answers and the extracted answers of the
+    same questions (None: no answer, or the question was skipped) graded `correct`. Answers are
+    compared as the grader does: a correct answer is its gold's category ("5.0" for gold 5), a
+    wrong one its own text ("B", "12"), and no answer one more category."""
+    said = [
+        "no answer" if answer is None else gold if right else answer
+        for gold, answer, right in zip(golds, answers, correct, strict=True)
+    ]
+    categories = {c: i for i, c in enumerate(sorted(set(golds) | set(said)))}
+    table = np.zeros((len(categories), len(categories)))
+    for gold, answer in zip(golds, said):
+        table[categories[gold], categories[answer]] += 1
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        # Its standard errors are undefined for degenerate tables; only kappa is used.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kappa = float(cohens_kappa(table).kappa)
+    return None if np.isnan(kappa) else kappa
 
 
 def evaluate(
@@ -37,4 +75,43 @@ def evaluate(
         mean_tokens=sum(len(a.completion.token_ids) for a in answers) / max(len(answers), 1),
         prompts_truncated=sum(a.prompt_truncated for a in answers),
         questions_skipped=count - len(answers),
+        rationales=answers,
+        top_answer_share=max(Counter(a.answer for a in answers if a.answer is not None).values(), default=0) / count,
+        constant_answer_accuracy=max(Counter(e.answer for e in examples).values(), default=0) / count,
+        answer_kappa=answer_kappa(
+            [e.answer for e in examples],
+            [found[0].answer if found else None for found in answers_per_question],
+            [bool(found) and found[0].correct for found in answers_per_question],
+        ),
+    )
+
+
+@dataclass
+class SampledEvaluation:
+    # Self-consistency: share of questions whose most frequent answer among k samples is correct.
+    majority_accuracy: float
+    # Share of questions with at least one correct answer among k samples.
+    pass_rate: float
+
+
+def majority_vote(answers: list[Rationale]) -> Rationale | None:
+    """A rationale giving the most frequent parseable answer (ties: the answer given first);
+    None when no answer parses. Answers are grouped by their extracted text."""
+    counts = Counter(a.answer for a in answers if a.answer is not None)
+    if not counts:
+        return None
+    winner = max(counts, key=counts.get)  # max keeps the first of equal counts
+    return next(a for a in answers if a.answer == winner)
+
+
+def evaluate_sampled(
+    generator: Generator, prompts: ChatPrompts, examples: list[Example], max_new_tokens: int, k: int, temperature: float
+) -> SampledEvaluation:
+    """maj@k and pass@k: k samples per question from the unhinted prompt at `temperature`.
+    A question whose prompt was skipped as too long counts as wrong in both."""
+    samples = Proposer(generator, prompts, max_new_tokens).propose(examples, hint=False, n=k, temperature=temperature)
+    votes = [majority_vote(answers) for answers in samples]
+    return SampledEvaluation(
+        majority_accuracy=sum(v is not None and v.correct for v in votes) / len(examples),
+        pass_rate=sum(any(a.correct for a in answers) for answers in samples) / len(examples),
     )

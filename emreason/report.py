@@ -6,12 +6,15 @@
 Writes into --out (default <multirun dir>/report, or ./report-<group>): one PNG per metric
 (mean over seeds with a ± one standard deviation band, one panel per dataset), `summary.md`
 (final accuracy per sampler and dataset) and a self-contained `report.html` with all of it.
+Only finished runs (all their EM iterations done) are plotted and averaged; unfinished ones
+(killed, failed or still running) are listed as such. Runs with per-question grades (a run
+directory's rationales/) add the study's section: intervals, paired differences, verdicts,
+lengths and cost (emreason/study_report.py).
 """
 
 import argparse
 import base64
 import html
-import json
 import os
 import statistics
 import sys
@@ -21,8 +24,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from emreason import checkpoint
-from emreason.tracking import METRICS_FILE
+from emreason import checkpoint, study_report
+from emreason import metrics_file
+from emreason.metrics_file import METRICS_FILE
 
 # One PNG per entry: (file name, metric key, y-axis label, title).
 PLOTS = [
@@ -46,7 +50,20 @@ class Run:
     dataset: str
     model: str
     seed: int
+    # The rows of the iterations done (a job's checkpointed history), in order.
     rows: list[dict]
+    # The EM iterations the job is configured to run (em.iterations).
+    iterations: int
+    # The job directory; None for a run read from W&B.
+    directory: Path | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.rows[-1]["iteration"] >= self.iterations
+
+    @property
+    def status(self) -> str:
+        return "finished" if self.finished else f"unfinished: iteration {self.rows[-1]['iteration']} of {self.iterations}"
 
 
 @dataclass
@@ -70,22 +87,32 @@ def checked_row(row: object, where: str) -> dict:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ReportError(f"{path}, line {number}: malformed JSON ({error.msg})") from None
-            rows.append(checked_row(row, f"{path}, line {number}"))
-    return sorted(rows, key=lambda row: row["iteration"])
-
-
-def run_from_config(name: str, config: dict, rows: list[dict], where: str) -> Run:
     try:
-        return Run(name, config["sampler"]["name"], config["dataset"]["name"], config["model"]["name"], int(config["seed"]), rows)
+        rows = metrics_file.read_rows(path)
+    except metrics_file.MalformedRowError as error:
+        raise ReportError(str(error)) from None
+    return sorted((checked_row(row, f"{path}, row {number}") for number, row in enumerate(rows, 1)), key=lambda row: row["iteration"])
+
+
+def sampler_label(sampler: dict) -> str:
+    """The sampler's name; TRICE without its control variate is an arm of its own."""
+    return sampler["name"] + ("_no_cv" if sampler.get("control_variate") is False else "")
+
+
+def run_from_config(name: str, config: dict, rows: list[dict], where: str, directory: Path | None = None) -> Run:
+    try:
+        return Run(
+            name, sampler_label(config["sampler"]), config["dataset"]["name"], config["model"]["name"],
+            int(config["seed"]), rows, int(config["em"]["iterations"]), directory,
+        )
     except (KeyError, TypeError, ValueError) as error:
-        raise ReportError(f"{where}: config lacks sampler.name, dataset.name, model.name or seed ({error!r})") from None
+        raise ReportError(f"{where}: config lacks sampler.name, dataset.name, model.name, seed or em.iterations ({error!r})") from None
+
+
+def job_config_path(job_dir: Path, found: Path | None) -> Path:
+    """The config the job ran with: its checkpoint's (a job continued with `resume=DIR` has in
+    .hydra/ only the config of that command line), else Hydra's."""
+    return found / "config.yaml" if found is not None else job_dir / ".hydra" / "config.yaml"
 
 
 def runs_from_directory(root: Path) -> list[Run]:
@@ -95,13 +122,17 @@ def runs_from_directory(root: Path) -> list[Run]:
         job_dir = metrics_path.parent
         if job_dir.name in checkpoint.FOLDERS:  # the copy a job's checkpoint keeps
             continue
-        config_path = job_dir / ".hydra" / "config.yaml"
+        found = checkpoint.latest(job_dir)
+        config_path = job_config_path(job_dir, found)
         if not config_path.is_file():
             raise ReportError(f"{job_dir} has a {METRICS_FILE} but no .hydra/config.yaml")
         rows = read_metrics(metrics_path)
+        if found is not None:  # a row of an iteration after the checkpoint is redone on a resume
+            done = checkpoint.load(found).iteration
+            rows = [row for row in rows if row["iteration"] <= done]
         name = job_dir.name if job_dir == root else str(job_dir.relative_to(root))
         if rows:
-            runs.append(run_from_config(name, OmegaConf.to_container(OmegaConf.load(config_path)), rows, str(config_path)))
+            runs.append(run_from_config(name, OmegaConf.to_container(OmegaConf.load(config_path)), rows, str(config_path), job_dir))
         else:
             print(f"emreason-report: skipping {job_dir}: its {METRICS_FILE} is empty", file=sys.stderr)
     if not runs:
@@ -201,6 +232,8 @@ def plot(runs: list[Run], key: str, ylabel: str, title: str, path: Path) -> None
         axis.set(title=dataset, xlabel="EM iteration", ylabel=ylabel)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.grid(alpha=0.3)
+        if key == "test_accuracy":
+            axis.set_ylim(0, 1)  # a few points of accuracy must not look like a cliff
         if iterations:
             axis.set_xlim(min(iterations) - 0.5, max(iterations) + 0.5)
             axis.legend(title="sampler (seeds)")
@@ -213,21 +246,28 @@ def plot(runs: list[Run], key: str, ylabel: str, title: str, path: Path) -> None
 
 
 def summary_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
-    header = ["dataset", "model", "sampler", "seeds", "baseline accuracy", "final accuracy", "final iteration"]
+    header = ["dataset", "model", "sampler", "seeds", "baseline accuracy", "final accuracy", "final maj@k", "final pass@k", "final iteration"]
     rows = []
     for (dataset, model, sampler), arm_runs in arms(runs).items():
         baselines = [run.rows[0]["test_accuracy"] for run in arm_runs if run.rows[0]["iteration"] == 0]
         final = stat([run.rows[-1]["test_accuracy"] for run in arm_runs])
+        # Sampled evaluation (em.test_samples = k > 0) of the runs that logged it.
+        sampled = [final_stat(arm_runs, key) for key in ("test_maj_at_k", "test_pass_at_k")]
         last_iterations = sorted({str(run.rows[-1]["iteration"]) for run in arm_runs}, key=int)
-        rows.append([dataset, model, sampler, str(final.n), str(stat(baselines)) if baselines else "-", str(final), ", ".join(last_iterations)])
+        rows.append([dataset, model, sampler, str(final.n), str(stat(baselines)) if baselines else "-", str(final), *sampled, ", ".join(last_iterations)])
     return header, rows
 
 
+def final_stat(runs: list[Run], key: str) -> str:
+    values = [run.rows[-1][key] for run in runs if key in run.rows[-1]]
+    return str(stat(values)) if values else "-"
+
+
 def run_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "sampler", "dataset", "model", "seed", "iterations", "final accuracy"]
+    header = ["run", "sampler", "dataset", "model", "seed", "status", "last accuracy"]
     ordered = sorted(runs, key=lambda run: (run.dataset, run.model, run.sampler, run.seed, run.name))
     return header, [
-        [run.name, run.sampler, run.dataset, run.model, str(run.seed), str(run.rows[-1]["iteration"]), f"{run.rows[-1]['test_accuracy']:.4f}"]
+        [run.name, run.sampler, run.dataset, run.model, str(run.seed), run.status, f"{run.rows[-1]['test_accuracy']:.4f}"]
         for run in ordered
     ]
 
@@ -245,17 +285,45 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{cells('th', header)}</tr>{body}</table>"
 
 
+def image_html(title: str, path: Path) -> str:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">'
+
+
+def study_text(section: study_report.Section) -> tuple[str, str]:
+    """The study section as markdown and as HTML."""
+    notes = [section.note] if section.note else []
+    md = "".join(f"\n{note}\n" for note in notes) + "".join(
+        f"\n## {table.title}\n\n{table.note}\n\n{markdown(table.header, table.rows)}" for table in section.tables
+    )
+    page = "".join(f"<p>{html.escape(note)}</p>" for note in notes) + "".join(
+        f"<h3>{html.escape(table.title)}</h3><p>{html.escape(table.note)}</p>{html_table(table.header, table.rows)}"
+        for table in section.tables
+    ) + "".join(image_html(title, path) for title, path in section.plots)
+    return md, page
+
+
 def write_report(runs: list[Run], source: str, out: Path) -> Path:
+    finished = [run for run in runs if run.finished]
+    unfinished = [run for run in runs if not run.finished]
+    if not finished:
+        raise ReportError(f"no finished run yet in {source}; unfinished: " + ", ".join(f"{run.name} ({run.status})" for run in runs))
     out.mkdir(parents=True, exist_ok=True)
     images = []
     for file_name, key, ylabel, title in PLOTS:
-        plot(runs, key, ylabel, title, out / file_name)
-        encoded = base64.b64encode((out / file_name).read_bytes()).decode()
-        images.append(f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">')
-    summary = summary_table(runs)
+        plot(finished, key, ylabel, title, out / file_name)
+        images.append(image_html(title, out / file_name))
+    try:
+        study_md, study_html = study_text(study_report.section(finished, out))
+    except study_report.StudyError as error:
+        raise ReportError(str(error)) from None
+    summary = summary_table(finished)
+    left_out = f"\n## Unfinished runs (not in the table or the plots)\n\n{markdown(*run_table(unfinished))}" if unfinished else ""
     (out / "summary.md").write_text(
-        f"# Sampler comparison: {source}\n\nTest accuracy, mean ± std over seeds (sample std; 0 with one seed).\n"
-        f"Final = each run's last EM iteration; baseline = iteration 0 (zero-shot).\n\n{markdown(*summary)}"
+        f"# Sampler comparison: {source}\n\nTest accuracy of the finished runs, mean ± std over seeds (sample std; 0 with one seed).\n"
+        f"Final = each run's last EM iteration; baseline = iteration 0 (zero-shot); maj@k and pass@k\n"
+        f"from k samples per question (em.test_samples), greedy accuracy otherwise.\n\n{markdown(*summary)}{left_out}"
+        f"\n# The study: intervals and verdicts\n{study_md}"
     )
     page = out / "report.html"
     page.write_text(
@@ -264,7 +332,8 @@ def write_report(runs: list[Run], source: str, out: Path) -> Path:
         "body{font-family:sans-serif;margin:2em;max-width:80em} img{max-width:100%}"
         "table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
         f"</style></head><body><h1>Sampler comparison</h1><p>Source: <code>{html.escape(source)}</code></p>"
-        f"<h2>Final test accuracy</h2><p>Mean ± std over seeds.</p>{html_table(*summary)}"
+        f"<h2>Final test accuracy</h2><p>Finished runs, mean ± std over seeds.</p>{html_table(*summary)}"
+        f"<h2>The study: intervals and verdicts</h2>{study_html}"
         f"<h2>Plots</h2>{''.join(images)}<h2>Runs</h2>{html_table(*run_table(runs))}</body></html>"
     )
     return page
@@ -300,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
         page = write_report(runs, args.source, out)
     except ReportError as error:
         sys.exit(f"emreason-report: {error}")
-    print(f"{len(runs)} runs. Report: {page}\nTable: {out / 'summary.md'}")
+    unfinished = sum(not run.finished for run in runs)
+    print(f"{len(runs)} runs ({unfinished} unfinished, left out of the plots). Report: {page}\nTable: {out / 'summary.md'}")
 
 
 if __name__ == "__main__":

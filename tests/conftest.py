@@ -4,6 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests: no time limit per example (these machines are busy and timing is not what they
+# test), and the same examples on every run.
+settings.register_profile("emreason", deadline=None, derandomize=True)
+settings.load_profile("emreason")
 
 REPO = Path(__file__).resolve().parent.parent
 EMREASON = str(Path(sys.executable).parent / "emreason")
@@ -21,19 +27,22 @@ def run_emreason(*overrides: str, timeout: int = 1800) -> subprocess.CompletedPr
     )
 
 
+def run_job(run_dir: Path, *overrides: str, timeout: int = 20 * 60) -> list[dict]:
+    """Run one job (W&B off) in run_dir; it must succeed. Its metrics rows."""
+    from emreason.metrics_file import read_metrics
+
+    result = run_emreason(*overrides, "logger.mode=disabled", f"hydra.run.dir={run_dir}", timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return read_metrics(run_dir)
+
+
 @pytest.fixture(scope="session")
 def default_model_dir():
     """The embedded default model, converted once into the cache."""
-    from hydra import compose, initialize_config_dir
-
-    from emreason.config import register_configs
+    from emreason.config import compose_job
     from emreason.model_store import resolve_model
-    from omegaconf import OmegaConf
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config")
-    return resolve_model(OmegaConf.to_object(cfg.model))
+    return resolve_model(compose_job().model)
 
 
 @pytest.fixture(scope="session")
@@ -58,16 +67,9 @@ TINY_SWEEP_SAMPLERS = ["rs", "star", "pps"]
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """A randomly initialised two-layer Llama (tied embeddings, like SmolLM2), saved as a
-    model folder: fast enough to train in unit tests."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A tiny Llama (fakes.tiny_llama; tied embeddings, like SmolLM2), saved as a model folder."""
+    from fakes import tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=64, tie_word_embeddings=True,
-    )
     folder = tmp_path_factory.mktemp("tiny_llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_llama().save_pretrained(folder)
     return folder

@@ -12,12 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import REPO, run_emreason
-from hydra import compose, initialize_config_dir
+from conftest import run_emreason
 from hydra.errors import ConfigCompositionException
 from safetensors.torch import save_file
 
-from emreason.config import ConfigRangeError, check_ranges, register_configs
+from emreason.config import ConfigRangeError, compose_job
 from emreason.model_store import ModelConfig, ModelNotAvailableError, resolve_model
 from emreason.tracking import LoggerConfig, Tracker, WandbMode
 
@@ -47,13 +46,11 @@ def command_fails(*overrides: str) -> Callable[[SimpleNamespace], str]:
 
 
 def config_fails(*overrides: str) -> Callable[[SimpleNamespace], str]:
-    """Compose the job's config as the command does and check its ranges, in this process."""
+    """Compose and check the job's config as the command does, in this process."""
 
     def provoke(ctx):
-        register_configs()
         with pytest.raises((ConfigCompositionException, ConfigRangeError)) as error:
-            with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-                check_ranges(compose("config", overrides=list(overrides)))
+            compose_job(list(overrides))
         return f"{error.value} {error.value.__cause__ or ''}"
 
     return provoke
@@ -103,7 +100,7 @@ def truncate_weights(folder: Path) -> None:
 
 def wandb_online_without_a_key(ctx) -> str:
     ctx.env.delenv("WANDB_API_KEY", raising=False)
-    tracker = Tracker(ctx.tmp, LoggerConfig(mode=WandbMode.online), {}, group=None, tags=[], job_type="test")
+    tracker = Tracker(ctx.tmp, LoggerConfig(mode=WandbMode.online), {}, tags=[], job_type="test")
     try:
         assert tracker.wandb_run.offline
     finally:
@@ -129,14 +126,18 @@ ROWS = [
     # Config: choices, keys and types (Hydra and the structured configs).
     Row("unknown group choice", command_fails("sampler=nope", "--cfg", "job"),
         ["Could not find 'sampler/nope'", "Available options in 'sampler'", "pps", "rs", "star", "trice"]),
+    Row("unknown preset", command_fails("experiment=tinny", "--cfg", "job"),
+        ["Could not find 'experiment/tinny'", "Available options in 'experiment'", "tiny"]),
     Row("unknown key", config_fails("sampler.budgett=3"), ["Key 'budgett' not in", "sampler.budgett"]),
     Row("wrong type", config_fails("sampler=rs", "sampler.budget=many"),
         ["Value 'many' of type 'str' could not be converted to Integer", "sampler.budget"]),
     Row("wrong type, em", config_fails("em.iterations=two"), ["em.iterations", "'two'"]),
     Row("unknown enum value", config_fails("sampler.keep=some"), ["sampler.keep", "expected one of [first, all]"]),
+    Row("an option of another sampler", config_fails("sampler=trice", "sampler.keep=all"),
+        ["Could not override 'sampler.keep'", "Key 'keep' not in 'TRICEConfig'"]),
     Row("unknown logger mode", config_fails("logger.mode=loud"), ["expected one of [offline, online, disabled]"]),
     Row("unknown long-prompt policy", config_fails("generator.on_long_prompt=cut"), ["expected one of [truncate, skip]"]),
-    # Config: ranges (check_ranges, run by the command before anything loads).
+    # Config: ranges (beside each field, checked by Config.__post_init__ before anything loads).
     Row("no EM iterations, from the command", command_fails("em.iterations=0"),
         ["em.iterations=0 is out of range: allowed >= 1"]),
     Row("no questions per iteration", config_fails("em.questions_per_iteration=0"),
@@ -152,6 +153,11 @@ ROWS = [
     Row("no room for the prompt", config_fails("generator.max_new_tokens=2048"),
         ["generator.max_new_tokens=2048 is out of range: allowed < generator.max_model_len=2048"]),
     Row("empty test set", config_fails("dataset.test_size=0"), ["dataset.test_size=0 is out of range: allowed >= 1"]),
+    Row("processes not spread evenly over nodes", config_fails("optimizer.processes=3", "optimizer.nodes=2"),
+        ["optimizer.processes=3 is out of range: allowed a multiple of optimizer.nodes=2"]),
+    Row("unknown M-step launcher", config_fails("optimizer.launcher=ssh"), ["expected one of [local, srun]"]),
+    Row("unknown sweep objective", config_fails("objective=test_acc"),
+        ["objective=test_acc is out of range: allowed one of test_accuracy, test_answer_kappa"]),
     Row("every problem at once", config_fails("em.iterations=0", "optimizer.epochs=0"),
         ["em.iterations=0 is out of range", "optimizer.epochs=0 is out of range"]),
     # The model.

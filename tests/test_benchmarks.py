@@ -1,6 +1,5 @@
 """The pieces the performance benchmarks (benchmarks/, `make bench`) measure with."""
 
-import random
 import subprocess
 import sys
 
@@ -13,10 +12,10 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import report_target
 from benchmarks.em_iteration import peak_memory
-from benchmarks.m_step import padding_waste_pct
+from benchmarks.hardware import Limits, parameter_count
 from emreason.generation.hf_generate import HFGenerator
 from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepTrainer, OptimizerConfig
+from emreason.training.m_step import padding_share
 
 MIB = 2**20
 
@@ -67,20 +66,12 @@ def sequences(*lengths: int) -> list[TrainingSequence]:
     return [TrainingSequence((1,) * (length - 1), (2,)) for length in lengths]
 
 
-def trainer_with(batch_size: int, micro_batch_size: int) -> MStepTrainer:
-    """An MStepTrainer without a model: padding_waste_pct only needs its batching."""
-    trainer = MStepTrainer.__new__(MStepTrainer)
-    trainer.config = OptimizerConfig(batch_size=batch_size, micro_batch_size=micro_batch_size)
-    trainer.rng = random.Random(0)
-    return trainer
-
-
-def test_padding_waste_of_length_grouped_micro_batches():
-    # Sorted: [2, 2] [4, 8] -> padded 2*2 + 2*8 = 20 tokens for 16 real ones.
-    assert padding_waste_pct(trainer_with(2, 2), sequences(8, 2, 4, 2)) == pytest.approx(100 * 4 / 20)
-    # One step of 4 in micro-batches of 2: [2, 2] [4, 8], the same passes.
-    assert padding_waste_pct(trainer_with(4, 2), sequences(8, 2, 4, 2)) == pytest.approx(100 * 4 / 20)
-    assert padding_waste_pct(trainer_with(2, 2), sequences(3, 5, 3, 5)) == 0
+def test_padding_share_of_length_ordered_micro_batches():
+    # Micro-batches of 2 in a step ordered by length: [2, 2] [4, 8] -> 20 positions for 16 real.
+    assert padding_share([sequences(2, 2, 4, 8)], 2) == pytest.approx(4 / 20)
+    # Two steps of 2: [8, 2] [4, 2] -> 16 + 8 positions for 16 real.
+    assert padding_share([sequences(8, 2), sequences(4, 2)], 2) == pytest.approx(8 / 24)
+    assert padding_share([sequences(3, 3), sequences(5, 5)], 2) == 0
 
 
 def test_target_lines_say_met_or_by_how_much_missed(capsys):
@@ -103,3 +94,17 @@ def test_peak_memory_counts_the_child_processes():
     assert job.returncode == 0
     assert 300 * MIB < peak_rss < 400 * MIB
     assert 300 * MIB < peak_pss <= peak_rss
+
+
+def test_the_limits_count_each_parameter_once_and_2_and_6_flop_per_parameter_and_token(tiny_model_dir):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    # The tied embedding is one tensor, the LM head's weight.
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    params = parameter_count(AutoConfig.from_pretrained(tiny_model_dir))
+    assert params == sum(p.numel() for p in model.parameters())
+    limits = Limits(params, {"float32": 3.0})
+    assert limits.decode_tokens_per_s("float32") == pytest.approx(3e9 / (2 * params))
+    assert limits.training_tokens_per_s("float32") == pytest.approx(3e9 / (6 * params))
+

@@ -11,19 +11,7 @@ import torch
 from hydra import initialize_config_dir
 
 from emreason import checkpoint, cli, em
-
-
-def write_checkpoint(run_dir, iteration, overrides=("sampler=pps",)):
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i}) + "\n" for i in range(iteration + 1)))
-    staging = checkpoint.staging_dir(run_dir)
-    checkpoint.commit(
-        run_dir,
-        staging,
-        iteration=iteration,
-        sampler_state={"memory": {"q1": iteration}},
-        config={"seed": 0, "em": {"iterations": iteration}},
-        overrides=list(overrides),
-    )
+from fakes import write_checkpoint
 
 
 def test_a_committed_checkpoint_restores_iteration_state_rngs_and_metrics(tmp_path):
@@ -34,16 +22,20 @@ def test_a_committed_checkpoint_restores_iteration_state_rngs_and_metrics(tmp_pa
     random.seed(99)
     torch.manual_seed(99)
     # Rows of an iteration that ran after the checkpoint, which the resume redoes.
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i}) + "\n" for i in range(4)))
+    for name in checkpoint.HISTORY_FILES:
+        (tmp_path / name).write_text("".join(json.dumps({"iteration": i}) + "\n" for i in range(4)))
 
-    resumed = checkpoint.load(checkpoint.latest(tmp_path))
-    checkpoint.restore(resumed, tmp_path)
+    found = checkpoint.latest(tmp_path)
+    resumed = checkpoint.load(found)
+    checkpoint.restore(resumed)
+    checkpoint.restore_history(tmp_path, found)
     assert resumed.iteration == 2
     assert resumed.sampler_state == {"memory": {"q1": 2}}
     assert resumed.overrides == ["sampler=pps"]
     assert random.random() == expected_python and torch.equal(torch.rand(1), expected_torch)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in rows] == [0, 1, 2]
+    assert (tmp_path / "rationales.jsonl").read_text() == ""  # none were logged before the checkpoint
     assert "seed: 0" in (tmp_path / "checkpoint" / "config.yaml").read_text()
 
 
@@ -66,6 +58,9 @@ def test_a_swap_interrupted_between_its_renames_falls_back_to_the_previous_check
 
 def test_no_checkpoint_means_a_fresh_start_and_nothing_to_resume(tmp_path):
     assert checkpoint.latest(tmp_path) is None
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"iteration": 0}) + "\n")  # killed before its checkpoint
+    checkpoint.restore_history(tmp_path, None)
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
     with pytest.raises(checkpoint.NothingToResumeError, match=f"resume={tmp_path}: no complete checkpoint"):
         checkpoint.to_resume(tmp_path)
 

@@ -1,5 +1,6 @@
-"""The M-step in several processes (FSDP2, gloo) trains like one process, and its sharded
-checkpoints move between process counts exactly.
+"""The M-step in several processes (FSDP2, gloo) trains like one process (the filtered samplers'
+M-step, TRICE's estimator step and its gradient scores), and its sharded checkpoints move
+between process counts exactly.
 
 Tolerance: the processes sum their gradient shares in another order than one process sums
 its micro-batches, so weights and moments agree to float32 rounding (rtol 1e-4; about 1e-7
@@ -17,13 +18,13 @@ from emreason.training.loss import TrainingSequence
 from emreason.training.lora import LoraConfig
 from emreason.training.m_step import MStepTrainer, NonFiniteTrainingError, OptimizerConfig
 from emreason.training.trainer_processes import TrainerProcesses
-from test_m_step import SEQUENCES as TRICE_SEQUENCES
+from fakes import SIGNED_SEQUENCES
 
 pytestmark = pytest.mark.slow
 
 # Seven sequences, signed as TRICE's are, in steps of three: the last step (one sequence)
 # leaves the second process only zero-weight work.
-SIGNED = TRICE_SEQUENCES + [TrainingSequence((5, 6), (20, 21, 22, 23, 24)), TrainingSequence((7,), (25,))]
+SIGNED = SIGNED_SEQUENCES + [TrainingSequence((5, 6), (20, 21, 22, 23, 24)), TrainingSequence((7,), (25,))]
 # The filtered samplers' sequences: every weight 1.
 UNSIGNED = [replace(sequence, weight=1.0) for sequence in SIGNED]
 LORA = LoraConfig(rank=4, alpha=8.0)
@@ -31,7 +32,8 @@ WEIGHTINGS = {"signed": SIGNED, "unsigned": UNSIGNED}
 
 
 def config(lora: LoraConfig | None, **options) -> OptimizerConfig:
-    return OptimizerConfig(lr=1e-2, epochs=2, batch_size=3, micro_batch_size=1, lora=lora, **options)
+    # float32: `auto` would be bfloat16 on a machine with native bf16.
+    return OptimizerConfig(lr=1e-2, epochs=2, batch_size=3, micro_batch_size=1, lora=lora, dtype="float32", **options)
 
 
 def assert_close_state(got: dict, expected: dict, exact: bool) -> None:
@@ -76,17 +78,22 @@ def pairs(tiny_model_dir):
         trainer.close()
 
 
-@pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
-@pytest.mark.parametrize("weighting", WEIGHTINGS)
-def test_two_processes_train_like_one(tiny_model_dir, tmp_path, pairs, lora, weighting):
-    alone = MStepTrainer(tiny_model_dir, config(lora), pad_id=0, seed=0)
+def fresh_alone_and_pair(model_dir, tmp_path, pairs, lora: LoraConfig | None) -> tuple[MStepTrainer, TrainerProcesses]:
+    """A fresh one-process trainer, and the shared pair put where a fresh trainer starts,
+    whatever it ran before: the base model, no optimizer moments, the seed's batch order (a
+    checkpoint taken before any step)."""
+    alone = MStepTrainer(model_dir, config(lora), pad_id=0, seed=0)
     pair = pairs(lora)
-    # The pair starts where a fresh trainer does, whatever it ran before: the base model, no
-    # optimizer moments, the seed's batch order (a checkpoint taken before any step).
     alone.save_training_state(tmp_path / "fresh")
     pair.restart_from_base()
     pair.load_checkpoint(tmp_path / "fresh")
+    return alone, pair
 
+
+@pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_two_processes_train_like_one(tiny_model_dir, tmp_path, pairs, lora, weighting):
+    alone, pair = fresh_alone_and_pair(tiny_model_dir, tmp_path, pairs, lora)
     sequences = WEIGHTINGS[weighting]
     alone_stats, pair_stats = alone.m_step(sequences), pair.m_step(sequences)
     assert pair_stats.optimizer_steps == alone_stats.optimizer_steps == 6
@@ -125,21 +132,37 @@ def test_a_checkpoint_moves_from_one_process_to_two_and_back_exactly(tiny_model_
     assert_close_state(save(pair, tmp_path / "pair-next"), save(alone, tmp_path / "alone-next"), exact=False)
 
 
-def test_two_nodes_with_a_shared_rendezvous_train_like_one_node(tiny_model_dir, tmp_path):
-    """Two torchrun agents of one process each, rendezvous on 127.0.0.1, as SLURM's nodes would."""
-    nodes = TrainerProcesses(tiny_model_dir, config(None, processes=2, nodes=2), pad_id=0, seed=0)
+@pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
+def test_trices_estimator_step_and_scores_in_two_processes_are_one_processs(tiny_model_dir, tmp_path, pairs, lora):
+    alone, pair = fresh_alone_and_pair(tiny_model_dir, tmp_path, pairs, lora)
+    torch.testing.assert_close(pair.log_likelihood_scores(SIGNED), alone.log_likelihood_scores(SIGNED), rtol=1e-4, atol=1e-6)
+    pair_stats, alone_stats = pair.estimator_step(SIGNED), alone.estimator_step(SIGNED)
+    assert pair_stats.optimizer_steps == alone_stats.optimizer_steps == 1
+    assert pair_stats.loss == pytest.approx(alone_stats.loss, rel=1e-5)
+    assert_close_state(save(pair, tmp_path / "pair"), save(alone, tmp_path / "alone"), exact=False)
+
+
+def test_two_nodes_started_from_a_checkpoint_train_like_one_node(tiny_model_dir, tmp_path):
+    """Two torchrun agents of one process each, rendezvous on 127.0.0.1, as SLURM's nodes would,
+    continuing a one-process checkpoint as a resumed job's processes do."""
+    alone = MStepTrainer(tiny_model_dir, config(None), pad_id=0, seed=0)
+    alone.m_step(SIGNED)
+    save(alone, tmp_path / "checkpoint")
+    nodes = TrainerProcesses(
+        tiny_model_dir, config(None, processes=2, nodes=2), pad_id=0, seed=0, checkpoint=tmp_path / "checkpoint"
+    )
     try:
-        nodes_stats = nodes.m_step(SIGNED)
+        nodes_stats = nodes.m_step(UNSIGNED)
         got = save(nodes, tmp_path / "nodes")
     finally:
         nodes.close()
-    alone = MStepTrainer(tiny_model_dir, config(None), pad_id=0, seed=0)
-    assert nodes_stats.loss == pytest.approx(alone.m_step(SIGNED).loss, rel=1e-5)
+    assert nodes_stats.loss == pytest.approx(alone.m_step(UNSIGNED).loss, rel=1e-5)
     assert_close_state(got, save(alone, tmp_path / "alone"), exact=False)
 
 
 def test_a_non_finite_step_in_the_processes_names_the_step(tiny_model_dir):
-    pair = TrainerProcesses(tiny_model_dir, OptimizerConfig(lr=1e30, batch_size=1, max_grad_norm=0.0, processes=2), 0, 0)
+    options = dict(lr=1e30, batch_size=1, max_grad_norm=0.0, processes=2, dtype="float32")
+    pair = TrainerProcesses(tiny_model_dir, OptimizerConfig(**options), 0, 0)
     try:
         with pytest.raises(NonFiniteTrainingError, match=r"optimizer step 2 of 7: the (loss|gradient norm) is (nan|inf)"):
             pair.m_step(SIGNED)

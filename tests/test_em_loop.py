@@ -31,6 +31,9 @@ class CharTokenizer:
     def __call__(self, text):
         return type("Encoding", (), {"input_ids": [ord(c) for c in text]})()
 
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(chr(i) for i in ids if not (skip_special_tokens and i == EOS))
+
 
 class RecordingPrompts:
     def text(self, example, *, hint):
@@ -49,16 +52,32 @@ def test_m_step_sequences_use_the_unhinted_prompt_and_end_finished_rationales_wi
     assert sequences[2].completion_ids == (4, EOS)
 
 
+def test_a_rationale_that_runs_past_its_answer_is_trained_up_to_the_answer_then_eos():
+    from emreason.data.grading import grade
+
+    text = "Mars. The answer is (A).\n\nQuestion: what is 2+2? The answer is 4"
+    completion = Completion(text, tuple(ord(c) for c in text), finished=False)
+    graded = grade(text, TRAIN[0])
+    rationale = Rationale(TRAIN[0], completion, graded.answer, graded.correct, hinted=False, answer_end=graded.answer_end)
+    assert graded.correct and rationale.ran_past_answer
+    (sequence,) = training_sequences([rationale], RecordingPrompts(), CharTokenizer())
+    assert bytes(sequence.completion_ids[:-1]).decode() == "Mars. The answer is (A)."
+    assert sequence.completion_ids[-1] == EOS
+    ends_at_answer = Rationale(TRAIN[0], Completion("The answer is (A).", (1, 2), True), "A", True, False, answer_end=18)
+    assert not ends_at_answer.ran_past_answer
+
+
 def test_iteration_metrics_count_only_the_rationales_learned_from():
-    from emreason.em import iteration_metrics
+    from emreason.em import iteration_metrics, test_metrics
     from emreason.evaluation import Evaluation
     from emreason.samplers.base import EStepResult
 
     right = Rationale(TRAIN[0], Completion("a", (1, 2, 3, 4), True), "A", True, hinted=True, weight=0.5)
     wrong = Rationale(TRAIN[1], Completion("b", (1, 2), True), "B", False, hinted=False, weight=-0.25)
     e_step = EStepResult(accepted=[right, wrong], proposals=[right, wrong], metrics={"trice_mean_beta": 0.5})
-    row = iteration_metrics(3, TRAIN[:4], e_step, Evaluation(0.5, 0.1, 20.0), {"e_step_s": 1.0})
+    row = iteration_metrics(3, TRAIN[:4], e_step, test_metrics(Evaluation(0.5, 0.1, 20.0)), {"e_step_s": 1.0})
     assert row["iteration"] == 3 and row["test_accuracy"] == 0.5
     assert row["rationales_kept"] == 1 and row["questions_with_rationale"] == 0.25
     assert row["mean_rationale_tokens"] == 4 and row["tokens_generated"] == 6
     assert row["acceptance_rate"] == 0.5 and row["trice_mean_beta"] == 0.5 and row["e_step_s"] == 1.0
+    assert row["rationales_cut_after_answer"] == 0

@@ -1,18 +1,14 @@
 """The real default model on vLLM, with tiny budgets (several minutes on a 2-core CPU)."""
 
 import json
-from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import TINY_SWEEP_SAMPLERS, run_emreason
+from conftest import TINY_SWEEP_SAMPLERS, run_emreason, run_job
+from emreason.metrics_file import read_metrics
 
 pytestmark = pytest.mark.slow
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_each_sampler_runs_one_em_iteration(tiny_multirun):
@@ -102,3 +98,20 @@ def test_rerunning_in_the_same_directory_resumes_after_the_last_checkpoint(tmp_p
     rows = read_metrics(tmp_path)
     assert [row["iteration"] for row in rows] == [0, 1, 2]
     assert rows[2]["test_accuracy"] != 0.99 and "e_step_s" in rows[2]
+
+
+def test_star_original_trains_the_base_model_on_the_whole_training_set_for_growing_steps(tmp_path):
+    """Two outer iterations of experiment=star_original on 8 training questions: each trains
+    int(5 * 1.2^(n-1)) = 5 then 6 optimizer steps, and the step count is sampler state in the
+    checkpoint (which questions and rationales: tests/test_samplers.py)."""
+    rows = run_job(
+        tmp_path, "experiment=star_original", "em.iterations=2", "dataset.train_size=8", "dataset.test_size=8",
+        "sampler.first_m_step_steps=5", "generator.max_new_tokens=64",
+    )
+    assert [row["iteration"] for row in rows] == [0, 1, 2]
+    trained = 0
+    for row in rows[1:]:
+        if row["rationales_kept"]:
+            assert row["m_step_optimizer_steps"] == int(5 * 1.2**trained)
+            trained += 1
+    assert json.loads((tmp_path / "checkpoint" / "sampler.json").read_text()) == {"m_steps_done": trained}

@@ -1,10 +1,13 @@
 """Answer extraction and grading on realistic model output: right, wrong and unparseable."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emreason.data.answers import normalize_number, normalize_text
+from emreason.data.config import PromptConfig
 from emreason.data.example import AnswerKind, Example
-from emreason.data.grading import Grade, extract_answer, grade
+from emreason.data.grading import extract_answer, grade
 
 ARC = Example("arc-1", "Which is a planet?", "B", AnswerKind.LETTER, ("the Sun", "Mars", "the Moon", "a comet"))
 FIVE = Example("arc-5", "Pick one.", "E", AnswerKind.LETTER, ("a", "b", "c", "d", "e"))
@@ -19,7 +22,16 @@ GSM = Example("gsm-1", "How many clips did Natalia sell?", "72", AnswerKind.NUMB
 THOUSAND = Example("gsm-2", "How much does it cost?", "1000", AnswerKind.NUMBER)
 NEGATIVE = Example("bbh-arith", "((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) =", "-3.5", AnswerKind.NUMBER)
 VALID = Example("formal_fallacies/test/1", "Is the argument valid?", "invalid", AnswerKind.TEXT)
-TRUE = Example("boolean_expressions/test/1", "not ( True ) and ( True ) is", "False", AnswerKind.TEXT)
+TRUE = Example("boolean_expressions/test/1", "not ( True ) and ( True ) is", "False", AnswerKind.YES_NO)
+LIAR = Example("web_of_lies/test/1", "Does Sima tell the truth?", "No", AnswerKind.YES_NO)
+GAS = Example(
+    "arc-gas", "Which gas do plants take in?", "B", AnswerKind.LETTER, ("oxygen", "carbon dioxide", "nitrogen", "helium")
+)
+FOOD = Example("arc-food", "What is a lion?", "C", AnswerKind.LETTER, ("prey", "a plant", "predator", "a rock"))
+WATER = Example("arc-water", "What covers most of Earth?", "B", AnswerKind.LETTER, ("water", "salt water", "ice", "sand"))
+FOREST = Example("arc-forest", "Where do owls live?", "B", AnswerKind.LETTER, ("a desert", "a forest", "the sea", "a cave"))
+HALF = Example("gsm-half", "What share is left?", "0.5", AnswerKind.NUMBER)
+FIVE_NUM = Example("gsm-5", "What is 2 + 3?", "5", AnswerKind.NUMBER)
 DYCK = Example("dyck_languages/test/1", "Complete the rest of the sequence: [ [ (", ") ] ]", AnswerKind.TEXT)
 SORTING = Example("word_sorting/test/1", "Sort: syndrome therefrom", "syndrome therefrom", AnswerKind.TEXT)
 
@@ -30,60 +42,136 @@ CASES = [
     (ARC, "Answer: B", "B", True),
     (ARC, "**Answer:** (B) Mars", "B", True),
     (ARC, "The correct answer is option B.", "B", True),
+    (ARC, "The correct option is (B).", "B", True),
     (ARC, "The answer is: (b)", "B", True),
     (ARC, "Step 1: the Moon orbits Earth.\nStep 2: Mars orbits the Sun.\n\nThe answer is **(B)**.", "B", True),
     (ARC, "(B)", "B", True),
+    (ARC, "B", "B", True),
+    (ARC, "B) Mars", "B", True),
+    (ARC, "Mars", "B", True),
+    (ARC, "A) Mars", None, False),
+    (ARC, "Mars is the fourth planet from the Sun.", None, False),
     (ARC, "The answer is (A).", "A", False),
     (ARC, "I first thought the answer is (A), but Mars orbits the Sun. The answer is (B).", "B", True),
     (ARC, "The answer is (B). Wait, the Moon is larger in the sky. The answer is (C).", "C", False),
     (ARC, "The answer is (C). I hope this answer is helpful!", "C", False),
-    # Letters outside the choices, or no letter at all, are unparseable.
+    (ARC, "The answer is (B) because Mars orbits the Sun, not the Moon.", "B", True),
+    (ARC, "The answer is (B), not (A).", "B", True),
+    (ARC, "The answer to this question is (B).", "B", True),
+    (ARC, "## Answer\n(B) Mars", "B", True),
+    # 1. The last statement wins, whatever filler it carries.
+    (ARC, "The answer is (A)... no, Mars orbits the Sun, so the answer is actually (B).", "B", True),
+    (ARC, "The answer is therefore (B).", "B", True),
+    (ARC, "So the final answer is clearly (B).", "B", True),
+    (ARC, "The answer is (B). On reflection the answer is definitely (A).", "A", False),
+    # 2. More than one option is no answer.
+    (ARC, "The answer is (A) or (C).", None, False),
+    (ARC, "The answer is (B) or (C).", None, False),
+    (ARC, "The answer is (A) and (B).", None, False),
+    (ARC, "The answer is B/C.", None, False),
+    (GAS, "The answer is oxygen or carbon dioxide.", None, False),
+    # 4. Letters written other ways, and the option's text instead of its letter.
+    (ARC, "The answer is b.", "B", True),
+    (ARC, "Therefore the answer is $\\boxed{B}$.", "B", True),
+    (ARC, "\\boxed{(B)}", "B", True),
+    (ARC, "The answer is $\\boxed{\\text{B}}$", "B", True),
+    (GAS, "The answer is carbon dioxide.", "B", True),
+    (GAS, "Plants breathe in CO2. The answer is Carbon Dioxide!", "B", True),
+    (GAS, "The answer is (B) carbon dioxide.", "B", True),
+    (ARC, "The answer is Mars.", "B", True),
+    (FOREST, "Owls nest in trees. The answer is A forest.", "B", True),
+    (WATER, "The answer is salt water.", "B", True),
+    (WATER, "The answer is water.", "A", False),
+    # 10. Letter and option text that disagree: no single answer.
+    (FOOD, "The answer is (D) predator.", None, False),
+    (FOOD, "The answer is (C) predator.", "C", True),
+    (FOOD, "The answer is (predator).", "C", True),
+    (GAS, "The answer is (A) carbon dioxide.", None, False),
+    # Letters outside the options, or no letter at all.
     (ARC, "The answer is (E).", None, False),
     (ARC, "Mars is the fourth planet from the Sun.", None, False),
-    (ARC, "The answer is Mars.", None, False),
+    (ARC, "The answer is a planet.", None, False),
     (ARC, "", None, False),
     (FIVE, "Counting the options, the answer is (E).", "E", True),
-    # BBH: the options live in the question text, so A-F are allowed there and G is not.
     (BBH_LETTER, "Christmas Eve is 12/24, so tomorrow is 12/25/1937. So the answer is (B).", "B", True),
     (BBH_LETTER, "The answer is (F).", "F", False),
     (BBH_LETTER, "The answer is (G).", None, False),
-    # Numbers: after the final statement or ####, else the last number.
+    # 7. Run-on text: an invented question and its answer do not count.
+    (ARC, "Mars orbits the Sun. The answer is (B).\n\nQuestion: Which is a star?\nThe answer is (A).", "B", True),
+    (ARC, "The answer is (B).\nQ: What orbits Earth?\nA: The answer is (C).", "B", True),
+    (GSM, "48 + 24 = 72. The answer is 72.\n\nProblem: Tom has 5 apples...\nThe answer is 10.", "72", True),
+    (ARC, "The answer is (B).<|im_start|>user\nNext one. The answer is (A).", "B", True),
+    # 9. Template echo: the echoed instruction does not wipe out the answer before it.
+    (FOREST, 'The correct answer is (B) a forest.\n\nThen finish with "The answer is (X)." where X is the letter.', "B", True),
+    (ARC, "The answer is (B). The answer is (X).", "B", True),
+    (ARC, 'Explain step by step. Then finish with "The answer is (B)."', None, False),
+    (GSM, "So 72 in all. The answer is 72.\nThink step by step. Then finish with \"The answer is N.\"", "72", True),
+    # 3. Numbers: the value the statement ends at, and numeric equivalence (math-verify).
     (GSM, "She sold 48 / 2 = 24 clips in May. 48 + 24 = 72. The answer is 72.", "72", True),
     (GSM, "48 + 24 = 72\n#### 72", "72", True),
-    (GSM, "She sold 72 clips altogether.", "72", True),
     (GSM, "The answer is 72.0", "72", True),
     (GSM, "The answer is: **72** clips.", "72", True),
+    (GSM, "The answer is $\\boxed{72}$.", "72", True),
     (GSM, "In May she sold 24. The answer is 24. That is half of 48.", "24", False),
     (GSM, "The answer is seventy-two.", None, False),
     (GSM, "I am not sure how to solve this.", None, False),
+    (GSM, "72", "72", True),
+    (FIVE_NUM, "The answer is 2 + 3 = 5.", "5", True),
+    (HALF, "The answer is 1/2.", "1/2", True),
+    (HALF, "The answer is $\\frac{1}{2}$.", "1/2", True),
+    (HALF, "The answer is 0.50.", "0.5", True),
+    (FIVE_NUM, "The answer is 5 or 6.", None, False),
     (THOUSAND, "10 boxes cost $100 each, so 10 * 100 = 1000. The answer is $1,000.", "1000", True),
     (THOUSAND, "The answer is 1,000.", "1000", True),
-    (THOUSAND, "The total is 1000.00 dollars.", "1000", True),
     (THOUSAND, "The answer is 100%.", "100", False),
     (THOUSAND, "It costs 10-3 = 7 more. The answer is 7.", "7", False),
     (NEGATIVE, "46 - 22 = 24, halved gives -3.5? The answer is -3.5.", "-3.5", True),
     (NEGATIVE, "The answer is −3.50.", "-3.5", True),
     (NEGATIVE, "The answer is 3.5.", "3.5", False),
+    # 11. A rationale that never concludes has no answer, whatever numbers it mentions.
+    (GSM, "She sold 72 clips altogether.", None, False),
+    (THOUSAND, "The total is 1000.00 dollars.", None, False),
+    (GSM, "Step 1: 48 clips in April.\nStep 2: half of that is 24.\nStep 3:", None, False),
+    (GSM, "48 + 24 = 72 clips. The answer is N.", None, False),
+    # 5. Yes/no: the first yes/no word of the final statement, the reason after it ignored.
+    (LIAR, "So the answer is No, the liar's friend lies too.", "no", True),
+    (LIAR, "Sima lies. The answer is **No**.", "no", True),
+    (LIAR, "The answer is Yes.", "yes", False),
+    (LIAR, "The answer is yes or no.", None, False),
+    (LIAR, "The answer is No/Yes.", None, False),
+    (LIAR, "No, Sima does not tell the truth.", "no", True),
+    (LIAR, "The answer is: false.", "no", True),
+    (LIAR, "Let me think about who lies.", None, False),
+    (LIAR, 'Sima lies, so no. Then finish with "The answer is Yes." or "The answer is No."', "no", True),
+    (TRUE, "not True is False, and False and True is False. The answer is False.", "no", True),
+    (TRUE, "The answer is **True**.", "yes", False),
+    (TRUE, "False", "no", True),
     # Text: exact match after case, punctuation, articles and whitespace are set aside.
     (VALID, "The premises do not entail the conclusion. The answer is invalid.", "invalid", True),
     (VALID, "So the answer is: Invalid", "invalid", True),
     (VALID, "The answer is valid.", "valid", False),
     (VALID, "The answer is invalid. The second premise does not follow.", "invalid", True),
-    (TRUE, "not True is False, and False and True is False. The answer is False.", "false", True),
-    (TRUE, "The answer is **True**.", "true", False),
-    (TRUE, "False", "false", True),
-    (TRUE, "Let me think.\nnot True is False.", None, False),
+    (VALID, "The answer is valid or invalid.", None, False),
+    (VALID, "So the answer is \\boxed{invalid}.", "invalid", True),
+    (VALID, "The answer is $\\boxed{\\text{invalid}}$", "invalid", True),
+    (VALID, "The answer is invalid because the premises do not entail it.", "invalid", True),
+    (VALID, "Let me think.\nThe premises are fine.", None, False),
     (DYCK, "We must close ( then [ then [. The answer is ) ] ].", ")]]", True),
     (DYCK, "The answer is )]].", ")]]", True),
     (DYCK, "The answer is ] ] ).", "]])", False),
+    # 6. Word lists: commas and one word per line are format, not content.
     (SORTING, "Alphabetically: s before t. The answer is syndrome therefrom.", "syndrome therefrom", True),
+    (SORTING, "The answer is syndrome, therefrom.", "syndrome therefrom", True),
+    (SORTING, "The answer is:\nsyndrome\ntherefrom", "syndrome therefrom", True),
+    (SORTING, "The answer is:\n1. syndrome\n2. therefrom\n\nDone.", "syndrome therefrom", True),
     (SORTING, "The answer is therefrom syndrome.", "therefrom syndrome", False),
 ]
 
 
 @pytest.mark.parametrize(("example", "completion", "answer", "correct"), CASES)
 def test_grade(example: Example, completion: str, answer: str | None, correct: bool):
-    assert grade(completion, example) == Grade(answer, correct)
+    result = grade(completion, example)
+    assert (result.answer, result.correct) == (answer, correct)
     assert extract_answer(completion, example) == answer
 
 
@@ -117,4 +205,92 @@ def test_normalize_text_ignores_case_punctuation_articles_and_bracket_spacing():
 
 def test_gold_answers_are_normalised_before_comparison():
     unnormalised = Example("x", "How much?", "1,000", AnswerKind.NUMBER)
-    assert grade("The answer is 1000.", unnormalised) == Grade("1000", True)
+    assert (grade("The answer is 1000.", unnormalised).answer, grade("The answer is 1000.", unnormalised).correct) == (
+        "1000",
+        True,
+    )
+
+
+def test_the_table_covers_every_answer_kind_with_enough_cases():
+    assert len(CASES) >= 80
+    assert {example.answer_kind for example, *_ in CASES} == set(AnswerKind)
+
+
+@pytest.mark.parametrize(
+    ("example", "completion", "rule"),
+    [
+        (ARC, "The answer is (B).", "statement"),
+        (ARC, "So it is $\\boxed{B}$.", "boxed"),
+        (ARC, "(B)", "bare"),
+        (ARC, "The answer is (A) or (B).", "hedge"),
+        (ARC, "The answer is (E).", "not_an_option"),
+        (FOOD, "The answer is (D) predator.", "letter_text_disagree"),
+        (ARC, "The answer is hard to say.", "unreadable"),
+        (GSM, "48 + 24 = 72", "no_statement"),
+        (LIAR, "No, she lies.", "first_yes_no"),
+    ],
+)
+def test_the_grade_names_the_rule_that_decided(example, completion, rule):
+    assert grade(completion, example).rule == rule
+
+
+def test_a_completion_cut_off_at_the_token_limit_concludes_only_if_its_statements_agree():
+    flip_flop = "Step 1: the answer is Yes.\nStep 2: the answer is No.\nStep 3: Sima"
+    assert grade(flip_flop, LIAR).answer == "no"
+    cut = grade(flip_flop, LIAR, finished=False)
+    assert (cut.answer, cut.correct, cut.rule) == (None, False, "unconcluded")
+    repeated = "The answer is (B) Mars.\nThe answer is (B) Mars.\nThe answer is (B) Ma"
+    assert grade(repeated, ARC, finished=False).correct
+    corrected = "The answer is (A)... no, Mars orbits the Sun, so the answer is actually (B)."
+    assert grade(corrected, ARC, finished=True).correct
+    assert grade("No, Sima lies, because her friend", LIAR, finished=False).rule == "unconcluded"
+
+
+def test_answer_end_is_where_the_final_statement_ends():
+    completion = "Mars orbits the Sun. The answer is (B).\n\nQuestion: Which is a star? The answer is (A)."
+    result = grade(completion, ARC)
+    assert completion[: result.answer_end] == "Mars orbits the Sun. The answer is (B)."
+    boxed = "So it is $\\boxed{72}$. Then we check."
+    assert boxed[: grade(boxed, GSM).answer_end] == "So it is $\\boxed{72}"
+    assert grade("48 + 24 = 72", GSM).answer_end is None
+
+
+# Properties of the reward, over generated rationales: a prefix of plain reasoning text, then a
+# final statement. The prefix has no colon, so it cannot start an invented "Question:".
+REASONING = st.text(alphabet=st.sampled_from("abcdefghij klmnop,.\n"), max_size=80)
+OPTIONS = st.sampled_from("ABCD")
+SUFFIXES = st.text(alphabet=st.sampled_from(" \n\t*_`"), max_size=6)
+PROPERTY_EXAMPLES = [ARC, GSM, LIAR, VALID]
+STATED = {ARC: ["(A)", "(B)", "C", "Mars"], GSM: ["72", "71", "$72"], LIAR: ["No", "Yes", "false"], VALID: ["invalid", "valid"]}
+
+
+@st.composite
+def rationales(draw):
+    example = draw(st.sampled_from(PROPERTY_EXAMPLES))
+    answer = draw(st.sampled_from(STATED[example]))
+    return example, f"{draw(REASONING)} The answer is {answer}."
+
+
+@given(rationales(), st.booleans())
+def test_an_echo_of_either_prompt_instruction_never_changes_a_grade(rationale, hinted):
+    example, completion = rationale
+    templates = PromptConfig().hinted if hinted else PromptConfig().unhinted
+    template = getattr(templates, example.answer_kind.value)
+    echo = template[template.index("Then finish") :].format(answer=example.answer, yes="Yes", no="No")
+    before, after = grade(completion, example), grade(f"{completion}\n\n{echo}", example)
+    assert (after.answer, after.correct) == (before.answer, before.correct)
+
+
+@given(REASONING, OPTIONS, OPTIONS)
+def test_adding_a_hedge_option_never_turns_wrong_into_correct(reasoning, stated, other):
+    hedged = grade(f"{reasoning} The answer is ({stated}) or ({other}).", ARC)
+    assert not hedged.correct or stated == other
+    assert grade(f"{reasoning} The answer is yes or no.", LIAR).correct is False
+    assert grade(f"{reasoning} The answer is 72 or 73.", GSM).correct is False
+
+
+@given(rationales(), SUFFIXES)
+def test_trailing_whitespace_and_markdown_never_change_a_grade(rationale, suffix):
+    example, completion = rationale
+    before, after = grade(completion, example), grade(completion + suffix, example)
+    assert (after.answer, after.correct) == (before.answer, before.correct)

@@ -116,7 +116,7 @@ def test_e_step_sends_only_prompts_that_fit_and_counts_them(tokenizer, on_long_p
     assert len(e_step.proposals) == 3 * sent
     assert f"Prompts too long for the engine (generator.on_long_prompt): {truncated} of 2 truncated, {skipped} skipped" in caplog.text
     evaluation = evaluate(generator, proposer.prompts, questions, MAX_NEW_TOKENS)
-    row = em.iteration_metrics(1, questions, e_step, evaluation, {})
+    row = em.iteration_metrics(1, questions, e_step, em.test_metrics(evaluation), {})
     assert (row["prompts_truncated"], row["questions_skipped"]) == (truncated, skipped)
     assert (row["test_prompts_truncated"], row["test_questions_skipped"]) == (truncated, skipped)
 
@@ -125,6 +125,8 @@ def test_a_skipped_test_question_counts_as_wrong_not_as_unparseable(tokenizer):
     both_answered_b = [SHORT, LONG]  # gold C and B
     answered = evaluate(LimitedGenerator(tokenizer), chat_prompts(tokenizer), both_answered_b, MAX_NEW_TOKENS)
     assert (answered.accuracy, answered.prompts_truncated, answered.questions_skipped) == (0.5, 1, 0)
+    # Both answered B: a collapse onto one answer, which scores the share of B golds.
+    assert (answered.top_answer_share, answered.constant_answer_accuracy) == (1.0, 0.5)
     skipped = evaluate(LimitedGenerator(tokenizer), chat_prompts(tokenizer, LongPrompt.skip), both_answered_b, MAX_NEW_TOKENS)
     assert (skipped.accuracy, skipped.unparseable_rate, skipped.questions_skipped) == (0.0, 0.0, 1)
     assert em.test_metrics(skipped)["test_questions_skipped"] == 1

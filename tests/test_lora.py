@@ -1,7 +1,6 @@
 """optimizer=lora: only the adapters train, and the engine gets the merged weights (on the real
 engine: tests/test_end_to_end.py::test_m_step_weights_reach_the_running_engine[lora])."""
 
-import pytest
 import torch
 from transformers import AutoModelForCausalLM
 

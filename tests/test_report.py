@@ -37,6 +37,8 @@ def metrics_rows(sampler: str, seed: int, iterations: int = 2) -> list[dict]:
             "tokens_generated": 2000 + 100 * iteration,
             "tokens_per_accepted_rationale": (2000 + 100 * iteration) / kept,
             "e_step_s": 30.0, "m_step_s": 5.0, "sync_s": 0.5, "eval_s": 12.0,
+            # The pps runs also logged the sampled evaluation (em.test_samples > 0).
+            **({"test_maj_at_k": 0.3 + offset, "test_pass_at_k": 0.6 + offset} if sampler == "pps" else {}),
         })
     return rows
 
@@ -72,8 +74,9 @@ def mean_std(values: list[float]) -> str:
 
 
 def summary_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    """summary.md's table, keyed by (dataset, sampler)."""
-    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    """summary.md's first table (the finished runs' mean ± std), keyed by (dataset, sampler)."""
+    text = path.read_text()
+    lines = [line for line in text[text.index("|"):].split("\n\n")[0].splitlines()]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
     return {(row["dataset"], row["sampler"]): row for row in rows}
@@ -115,6 +118,10 @@ def test_report_of_a_multirun_directory(tmp_path, capsys):
         assert row["final accuracy"] == mean_std(finals)
         assert row["baseline accuracy"] == mean_std(baselines)
     assert table["arc_easy", "pps"]["final accuracy"] != table["arc_easy", "rs"]["final accuracy"]
+    pps_runs = [written["pps", seed][-1] for seed in [0, 1]]
+    assert table["arc_easy", "pps"]["final maj@k"] == mean_std([row["test_maj_at_k"] for row in pps_runs])
+    assert table["arc_easy", "pps"]["final pass@k"] == mean_std([row["test_pass_at_k"] for row in pps_runs])
+    assert table["arc_easy", "rs"]["final maj@k"] == table["arc_easy", "rs"]["final pass@k"] == "-"
 
 
 def test_several_multiruns_in_one_folder(tmp_path):
@@ -132,15 +139,46 @@ def test_several_multiruns_in_one_folder(tmp_path):
     assert "2025-06-01/11-00-00/3" in (out / "report.html").read_text()
 
 
-def test_unequal_run_lengths_are_reported(tmp_path):
-    """A run that stopped early: its own last iteration counts as final, and the table says so."""
-    write_job(tmp_path / "0", "rs", 0)
-    short = write_job(tmp_path / "1", "rs", 1, rows=metrics_rows("rs", 1, iterations=1))
+def test_unfinished_runs_are_listed_and_left_out_of_the_averages(tmp_path, capsys):
+    """A run that has not done all its iterations (killed, failed, still running) is neither
+    averaged nor plotted as if it were final; the table and the run list say it is unfinished."""
+    done = write_job(tmp_path / "0", "rs", 0)
+    write_job(tmp_path / "1", "rs", 1, rows=metrics_rows("rs", 1, iterations=1))
     main([str(tmp_path)])
-    row = summary_rows(tmp_path / "report" / "summary.md")["arc_easy", "rs"]
-    assert row["final iteration"] == "1, 2"
-    finals = [metrics_rows("rs", 0)[-1]["test_accuracy"], short[-1]["test_accuracy"]]
-    assert row["final accuracy"] == mean_std(finals)
+    assert "2 runs (1 unfinished" in capsys.readouterr().out
+    summary = tmp_path / "report" / "summary.md"
+    row = summary_rows(summary)["arc_easy", "rs"]
+    assert row["seeds"] == "1" and row["final iteration"] == "2"
+    assert row["final accuracy"] == mean_std([done[-1]["test_accuracy"]])
+    assert row["baseline accuracy"] == mean_std([done[0]["test_accuracy"]])
+    unfinished = summary.read_text().split("## Unfinished runs", 1)[1]
+    assert "| 1 | rs | arc_easy |" in unfinished and "unfinished: iteration 1 of 2" in unfinished
+    assert "| 0 |" not in unfinished
+    assert "<td>unfinished: iteration 1 of 2</td>" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_a_killed_job_is_read_as_far_as_its_checkpoint_with_the_config_it_ran_with(tmp_path):
+    """A job killed after logging iteration 2 but before checkpointing it redoes iteration 2
+    when resumed: the report reads its history up to the checkpoint. Its .hydra/ holds the
+    config of the last command line (`resume=DIR` composes the job's own config only later);
+    the checkpoint's config is the job's."""
+    from emreason import checkpoint
+
+    done = write_job(tmp_path / "0", "pps", 0)
+    killed = tmp_path / "1"
+    rows = write_job(killed, "rs", 1)  # .hydra/config.yaml of the command `emreason resume=...`: sampler rs
+    config = {**yaml.safe_load((killed / ".hydra" / "config.yaml").read_text()), "sampler": {"name": "pps"}}
+    (killed / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
+    checkpoint.commit(killed, checkpoint.staging_dir(killed), iteration=1, sampler_state={}, config=config, overrides=[])
+    (killed / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    main([str(tmp_path)])
+    summary = tmp_path / "report" / "summary.md"
+    assert set(summary_rows(summary)) == {("arc_easy", "pps")}
+    assert summary_rows(summary)["arc_easy", "pps"]["final accuracy"] == mean_std([done[-1]["test_accuracy"]])
+    unfinished = summary.read_text().split("## Unfinished runs", 1)[1]
+    assert "| 1 | pps | arc_easy |" in unfinished and "unfinished: iteration 1 of 2" in unfinished
+    assert f"{rows[1]['test_accuracy']:.4f}" in unfinished
 
 
 def test_malformed_metrics_line_names_file_and_line(tmp_path):
@@ -196,7 +234,10 @@ def test_wandb_group_without_wandb_access_points_to_the_directory(tmp_path, monk
 class FakeWandbRun:
     def __init__(self, name: str, sampler: str, seed: int, rows: list[dict]):
         self.name = name
-        self.config = {"sampler": {"name": sampler}, "dataset": {"name": "arc_easy"}, "model": {"name": MODEL}, "seed": seed}
+        self.config = {
+            "sampler": {"name": sampler}, "dataset": {"name": "arc_easy"}, "model": {"name": MODEL}, "seed": seed,
+            "em": {"iterations": 2},
+        }
         self.rows = rows
 
     def scan_history(self):
@@ -266,7 +307,8 @@ def test_report_of_a_real_sweep(tiny_multirun):
     assert result.returncode == 0, result.stderr
     out = sweep_dir / "report"
     assert_valid_pngs(out)
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(PLOTS)
+    # The study section adds its accuracy and length plots (the runs have per-question grades).
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(PLOTS) + 2
 
     table = summary_rows(out / "summary.md")
     assert len(table) == len(TINY_SWEEP_SAMPLERS)

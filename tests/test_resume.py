@@ -1,25 +1,16 @@
 """A job stopped after an iteration and resumed ends exactly like one that ran through."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import run_emreason
+from emreason.metrics_file import read_metrics, without_timings
 
 pytestmark = pytest.mark.slow
 
 TINY = ["experiment=tiny", "sampler=pps", "logger.mode=disabled"]
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timings(rows: list[dict]) -> list[dict]:
-    """Metrics rows minus wall-clock seconds, the one thing a rerun may change."""
-    return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in rows]
 
 
 def test_resume_dir_continues_with_the_saved_config_and_matches_an_uninterrupted_run(tmp_path):

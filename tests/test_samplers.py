@@ -1,31 +1,17 @@
 """Each sampler's accept/keep logic on scripted generations."""
 
+import json
+
 import pytest
 
-from emreason.chat import EnginePrompt
-from emreason.data.example import AnswerKind, Example
 from emreason.generation.completion import Completion
 from emreason.samplers import build_sampler
 from emreason.samplers.base import Keep, Proposer
 from emreason.samplers.pps import PPSConfig
 from emreason.samplers.rs import RSConfig
 from emreason.samplers.star import STaRConfig
-
-QUESTIONS = [
-    Example("q1", "Which is a mammal?", "B", AnswerKind.LETTER, ("trout", "whale")),
-    Example("q2", "Which is a metal?", "A", AnswerKind.LETTER, ("iron", "wood")),
-]
-
-
-class ScriptedPrompts:
-    """Prompt text that tells the scripted generator which question and prompt kind it is."""
-
-    def text(self, example, *, hint):
-        return f"{example.id}|{'hinted' if hint else 'plain'}"
-
-    def for_engine(self, example, *, hint):
-        return EnginePrompt(self.text(example, hint=hint), truncated=False)
-
+from emreason.training.m_step import MStepStats
+from fakes import QUESTIONS, ScriptedPrompts
 
 class ScriptedGenerator:
     """Answers each (question, prompt kind) with a fixed list of letters, cycling."""
@@ -69,6 +55,8 @@ def test_rs_keeps_the_first_correct_of_m_unhinted_samples():
     assert len(result.proposals) == 6
     assert result.acceptance_rate == pytest.approx(2 / 6)
     assert result.tokens_generated == 2 * (1 + 2 + 3)
+    # One at a time: q1 stops at its first correct sample (1 + 2 tokens), q2 draws all 3.
+    assert result.metrics["tokens_sequential"] == (1 + 2) + (1 + 2 + 3)
 
 
 def test_rs_keep_all_keeps_every_correct_sample():
@@ -82,6 +70,38 @@ def test_star_rationalizes_only_failures_and_trains_on_the_union():
     assert [call["prompts"] for call in generator.calls] == [["q1|plain", "q2|plain"], ["q2|hinted"]]
     assert [(r.example.id, r.hinted) for r in result.accepted] == [("q1", False), ("q2", True)]
     assert result.acceptance_rate == pytest.approx(2 / 4)
+
+
+def test_star_original_trains_the_base_model_on_the_iterations_union_for_growing_steps():
+    """What one outer iteration trains on is the union of the correct first tries and the
+    correct rationalizations; it restarts from the base model, for int(40 * 1.2^(n-1)) steps,
+    and the count survives a checkpoint (state_dict / load_state_dict)."""
+    script = {**SCRIPT, "q1|plain": ["B"]}
+    config = STaRConfig(restart_from_base=True, whole_training_set=True, first_m_step_steps=40, rationalization_samples=2)
+    generator = ScriptedGenerator(script)
+    sampler = build_sampler(config, Proposer(generator, ScriptedPrompts(), max_new_tokens=32))
+    assert sampler.questions_per_iteration(64, 500) == 500
+
+    class RecordingTrainer:
+        def __init__(self):
+            self.calls = []
+
+        def restart_from_base(self):
+            self.calls.append("restart")
+
+        def m_step(self, sequences, optimizer_steps=None):
+            self.calls.append((sorted(sequences), optimizer_steps))
+            return MStepStats(0.0, optimizer_steps, 0, 0.0)
+
+    trainer = RecordingTrainer()
+    union = sorted([("q1", False, "B"), ("q2", True, "A")])
+    as_keys = lambda rationales: [(r.example.id, r.hinted, r.answer) for r in rationales]
+    for _ in range(2):
+        sampler.train(trainer, sampler.e_step(QUESTIONS), as_keys)
+    resumed = build_sampler(config, Proposer(generator, ScriptedPrompts(), max_new_tokens=32))
+    resumed.load_state_dict(json.loads(json.dumps(sampler.state_dict())))
+    resumed.train(trainer, resumed.e_step(QUESTIONS), as_keys)
+    assert trainer.calls == ["restart", (union, 40), "restart", (union, 48), "restart", (union, 57)]
 
 
 def test_star_greedy_decodes_at_temperature_zero():
@@ -107,3 +127,30 @@ def test_unparseable_rationales_are_wrong_not_errors():
     result = sampler.e_step(QUESTIONS)
     assert result.accepted == []
     assert [r.answer for r in result.proposals] == [None, None]
+
+
+def test_majority_vote_and_pass_at_k_on_scripted_samples():
+    from emreason.evaluation import evaluate_sampled
+
+    # q1 (gold B): B, A, B -> majority B (right), pass. q2 (gold A): B, A, B -> majority B
+    # (wrong) though one sample is right: pass@3 but not maj@3.
+    script = {"q1|plain": ["B", "A", "B"], "q2|plain": ["B", "A", "B"]}
+    generator = ScriptedGenerator(script)
+    result = evaluate_sampled(generator, ScriptedPrompts(), QUESTIONS, 32, k=3, temperature=0.8)
+    assert (result.majority_accuracy, result.pass_rate) == (0.5, 1.0)
+    assert generator.calls == [{"prompts": ["q1|plain", "q2|plain"], "n": 3, "temperature": 0.8}]
+    # A tie goes to the answer given first; no correct sample: neither.
+    generator = ScriptedGenerator({"q1|plain": ["B", "A"], "q2|plain": ["C", "B"]})
+    result = evaluate_sampled(generator, ScriptedPrompts(), QUESTIONS, 32, k=2, temperature=1.0)
+    assert (result.majority_accuracy, result.pass_rate) == (0.5, 0.5)
+
+
+def test_an_iterations_e_steps_merge_into_one_result():
+    from emreason.samplers.base import EStepResult
+
+    first, _ = run(RSConfig(budget=3), SCRIPT)
+    second = EStepResult(accepted=[], proposals=first.proposals[:1], metrics={"tokens_sequential": 1, "other": 4})
+    merged = EStepResult.merged([first, second])
+    assert merged.accepted == first.accepted and merged.proposals == first.proposals + first.proposals[:1]
+    assert merged.metrics == {"tokens_sequential": (9 + 1) / 2, "other": 4}
+    assert EStepResult.merged([first]) is first

@@ -5,8 +5,9 @@ import json
 
 import pytest
 import torch
-from conftest import run_emreason
-from test_samplers import QUESTIONS, ScriptedPrompts
+from conftest import run_job
+from emreason.config import ConfigRangeError, compose_job
+from fakes import QUESTIONS, ScriptedPrompts
 
 from emreason.generation.completion import Completion
 from emreason.samplers import build_sampler
@@ -15,11 +16,14 @@ from emreason.samplers.trice import (
     MemoryInit,
     TRICEConfig,
     full_weights,
+    gradient_variance,
     leave_one_out_beta,
     signed_item_weights,
     subsampled_weights,
     systematic_resample,
 )
+from emreason.training.loss import TrainingSequence, collate, logit_bias_scores
+from emreason.training.m_step import MStepStats, MStepTrainer, OptimizerConfig
 
 def t(*values):
     return torch.tensor(values, dtype=torch.float32)
@@ -208,12 +212,11 @@ def test_unhinted_initialisation_and_no_control_variate():
         {"q1|plain": ["A", "B", "A"], "q2|plain": ["A", "C", "C"]},
         memory_init=MemoryInit.unhinted,
         control_variate=False,
-        temperature=0.7,
     )
     result = sampler.e_step(QUESTIONS)
     assert [(c["prompts"], c["n"], c["temperature"]) for c in generator.calls] == [
-        (["q1|plain", "q2|plain"], 2, 0.7),
-        (["q1|plain", "q2|plain"], 1, 0.7),
+        (["q1|plain", "q2|plain"], 2, 1.0),
+        (["q1|plain", "q2|plain"], 1, 1.0),
     ]
     assert by_text(result) == {"#2 Reasoning. The answer is (B).": 0.5, "#3 Reasoning. The answer is (A).": 0.5}
 
@@ -231,21 +234,122 @@ def test_subsampled_sampler_trains_on_at_most_l_sequences():
     assert abs(result.accepted[0].weight) == pytest.approx(3 / 2)
 
 
+# ---- The trained estimator ----
+
+PROMPT_IDS = {"q1": (1, 2), "q2": (3,)}
+
+
+def to_sequences(rationales):
+    return [TrainingSequence(PROMPT_IDS[r.example.id], r.completion.token_ids, r.weight) for r in rationales]
+
+
+def log_likelihood(model, prompt, completion):
+    ids = torch.tensor([prompt + completion])
+    log_probs = torch.log_softmax(model(input_ids=ids).logits[0], dim=-1)
+    return sum(log_probs[len(prompt) - 1 + i, token] for i, token in enumerate(completion))
+
+
+@pytest.mark.parametrize("micro_batch_size", [1, 2, 3])
+def test_the_m_step_takes_one_optimizer_step_whose_gradient_is_the_papers_estimator(tiny_model_dir, micro_batch_size):
+    # q1: memory #2 (B), wrong proposal #5; q2: no memory, correct proposal #6. c' = (1, 1),
+    # beta = (1, 0), so g = 1/2 [grad log p(#2|q1) - grad log p(#5|q1)] + 1/2 grad log p(#6|q2).
+    sampler, _ = trice({"q1|hinted": ["C", "B"], "q2|hinted": ["B", "B"], "q1|plain": ["A"], "q2|plain": ["A"]})
+    result = sampler.e_step(QUESTIONS)
+    trainer = MStepTrainer(tiny_model_dir, OptimizerConfig(micro_batch_size=micro_batch_size, batch_size=1), 0, seed=0)
+    steps = []
+    trainer._run = lambda run: steps.extend(run) or MStepStats(0.0, len(run), 0, 0.0)
+    metrics = sampler.train(trainer, result, to_sequences)
+    assert len(steps) == 1 and len(steps[0]) == 3  # one optimizer step, whatever optimizer.batch_size
+    assert metrics["trice_grad_variance_cv"] > 0 and metrics["trice_grad_variance_no_cv"] > 0
+
+    model = trainer.model
+    model.zero_grad(set_to_none=True)
+    estimate = 0.5 * (
+        log_likelihood(model, [1, 2], [2]) - log_likelihood(model, [1, 2], [5]) + log_likelihood(model, [3], [6])
+    )
+    estimate.backward()
+    expected = {name: -p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    loss = trainer.accumulate_gradients(steps[0])
+    assert loss == pytest.approx(-estimate.item(), rel=1e-5)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_the_control_variate_term_has_mean_zero_over_resampled_proposals(tiny_model_dir):
+    """The CV term -(1 / sum c') sum_m beta_m grad log p(z~_m | x_m), z~_m ~ p(z | x_m), averaged
+    over 4000 seeded E-steps, on the tiny model's one-token rationales (gradients on a bias on
+    the logits). Zero within 5 standard errors; beta including the question itself is not."""
+    model = MStepTrainer(tiny_model_dir, OptimizerConfig(), 0, seed=0).model
+    prompts, vocabulary, correct_tokens = [(1,), (2, 3), (4,), (5, 6)], 32, torch.arange(32) < 12
+    sequences = [TrainingSequence(prompt, (token,)) for prompt in prompts for token in range(vocabulary)]
+    scores = logit_bias_scores(model, collate(sequences, 0)).view(len(prompts), vocabulary, vocabulary)
+    with torch.no_grad():
+        probabilities = torch.stack([torch.softmax(model(input_ids=torch.tensor([p])).logits[0, -1], -1) for p in prompts])
+    draws = torch.multinomial(probabilities, 4000, replacement=True, generator=torch.Generator().manual_seed(0)).T
+    valid = torch.ones(len(prompts))  # every question has a memory rationale: sum c' is fixed
+
+    def mean_and_standard_error(beta_of):
+        terms = []
+        for proposal in draws:
+            proposal_correct = correct_tokens[proposal].float()
+            beta = beta_of(proposal_correct)
+            cv = full_weights(signed_item_weights(valid, proposal_correct, beta), valid)
+            no_cv = full_weights(signed_item_weights(valid, proposal_correct, torch.zeros_like(beta)), valid)
+            # The CV's share of each item's weight; every item that carries one is z~_m.
+            difference = (cv - no_cv).view(2, -1).sum(0)
+            terms.append((difference.unsqueeze(1) * scores[torch.arange(len(prompts)), proposal]).sum(0))
+        terms = torch.stack(terms)
+        return terms.mean(0), terms.std(0) / len(terms) ** 0.5
+
+    mean, standard_error = mean_and_standard_error(lambda c: leave_one_out_beta(valid, c))
+    assert (mean.abs() < 5 * standard_error + 1e-9).all()
+    mean, standard_error = mean_and_standard_error(lambda c: (c.sum() / len(c)).expand(len(c)))
+    assert (mean.abs() > 5 * standard_error).any()
+
+
+def test_gradient_variance_falls_to_zero_with_the_control_variate_as_every_proposal_is_accepted():
+    torch.manual_seed(0)
+    memory, proposals = torch.randn(4, 6), torch.randn(4, 6)
+    valid, all_correct = torch.ones(4), torch.ones(4)
+    # Every proposal accepted: the memory is the proposal and beta = 1, so every term is 0.
+    assert gradient_variance(proposals, proposals, valid, all_correct, leave_one_out_beta(valid, all_correct)) == 0
+    assert gradient_variance(proposals, proposals, valid, all_correct, torch.zeros(4)) > 0
+    # The no-CV value by hand: terms s(z_m) / 4, variance 4/3 sum ||term - mean||^2.
+    terms = memory / 4
+    expected = 4 / 3 * (terms - terms.mean(0)).pow(2).sum()
+    assert gradient_variance(memory, proposals, valid, torch.zeros(4), torch.zeros(4)) == pytest.approx(expected.item())
+
+
+def test_trice_at_a_temperature_other_than_1_is_a_config_error_that_says_why():
+    with pytest.raises(ConfigRangeError, match=r"sampler.temperature=0.7: sampler=trice needs 1.0.*Metropolis-Hastings"):
+        compose_job(["sampler=trice", "sampler.temperature=0.7"])
+
+
+def test_an_iteration_is_steps_per_iteration_minibatches():
+    sampler, _ = trice({}, minibatch_size=3, steps_per_iteration=2)
+    assert sampler.questions_per_iteration(64, 100) == 6
+    assert [len(m) for m in sampler.minibatches(list(range(6)))] == [3, 3]
+
+
 # ---- End to end ----
 
 
 @pytest.mark.slow
 def test_tiny_trice_run_keeps_its_memory_across_iterations(tmp_path):
-    # 8 training questions and 8 per iteration: iteration 2 revisits iteration 1's questions.
-    result = run_emreason(
-        "experiment=tiny", "sampler=trice", "em.iterations=2", "dataset.train_size=8",
-        "logger.mode=disabled", f"hydra.run.dir={tmp_path}",
-        timeout=20 * 60,
+    # 8 training questions, 2 steps of 4 per iteration: iteration 2 revisits iteration 1's questions.
+    rows = run_job(
+        tmp_path, "experiment=tiny", "sampler=trice", "em.iterations=2", "dataset.train_size=8",
+        "sampler.minibatch_size=4", "sampler.steps_per_iteration=2",
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in rows] == [0, 1, 2]
     first, second = rows[1], rows[2]
-    assert first["trice_new_questions"] == 8 and second["trice_new_questions"] == 0
+    # Averaged over the iteration's two steps: 4 new questions in each step of iteration 1.
+    assert first["trice_new_questions"] == 4 and second["trice_new_questions"] == 0
     assert second["trice_valid_rationales"] >= first["trice_valid_rationales"]
-    assert second["trice_valid_share"] >= first["trice_valid_share"]
+    # Every question has been seen before iteration 2's steps: its share is over all 8.
+    assert second["trice_valid_share"] == pytest.approx(second["trice_valid_rationales"] / 8)
+    for row in (first, second):
+        assert row.get("m_step_optimizer_steps", 0) <= 2  # one per E-step with a valid rationale
+        if row.get("m_step_optimizer_steps"):
+            assert row["trice_grad_variance_no_cv"] >= 0 and row["trice_grad_variance_cv"] >= 0

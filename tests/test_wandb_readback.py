@@ -2,45 +2,21 @@
 (`wandb leet inspect`): run metadata, per-iteration history, summary and the rationale table."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import TINY_SWEEP_SAMPLERS
+from emreason.metrics_file import read_metrics
 from emreason.tracking import RATIONALE_COLUMNS
+from fakes import leet_inspect, offline_run, records
 
 pytestmark = pytest.mark.slow
-
-WANDB = str(Path(sys.executable).parent / "wandb")
-
-
-def leet_inspect(run_dir: Path, *flags: str) -> str:
-    result = subprocess.run(
-        [WANDB, "leet", "inspect", "--json", *flags, str(run_dir)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def records(run_dir: Path) -> list[dict]:
-    """Every record of the run's .wandb log, one JSON object per line."""
-    return [json.loads(line) for line in leet_inspect(run_dir).splitlines() if line.strip()]
 
 
 def summary(run_dir: Path) -> dict:
     """The run's state, config and latest metric values."""
     return json.loads(leet_inspect(run_dir, "--summary"))
-
-
-def offline_run(job_dir: Path) -> Path:
-    (run_dir,) = (job_dir / "wandb").glob("offline-run-*")
-    return run_dir
-
-
-def read_metrics(job_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_offline_runs_hold_run_metadata_and_history(tiny_multirun):

@@ -51,3 +51,11 @@ def normalize_text(text: str) -> str:
     text = _ARTICLES.sub(" ", text)
     text = " ".join(text.split())
     return _SPACE_AROUND_BRACKET.sub(r"\1", text)
+
+
+_POLARITY = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
+
+
+def yes_no(word: str) -> str | None:
+    """ "Yes"/"true" -> "yes", "No"/"FALSE" -> "no"; None for any other word."""
+    return _POLARITY.get(word.strip().lower())

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from emreason.checks import Checked, allowed, at_least, problems_of
 from emreason.data.errors import DatasetError
 
 
@@ -39,11 +40,13 @@ class AnswerKey(str, Enum):
 class AnswerKindSetting(str, Enum):
     """The answer kind of a benchmark's examples."""
 
-    # Per subset: letter when there are choices, else the kind most answers have ("(A)"-style
-    # letters, numbers, or text); rows of another kind then fail as bad rows.
+    # Per subset: letter when there are choices; yes_no when every answer is yes/no or true/false
+    # (words or JSON booleans); else the kind most answers have ("(A)"-style letters, numbers, or
+    # text); rows of another kind then fail as bad rows.
     auto = "auto"
     letter = "letter"
     number = "number"
+    yes_no = "yes_no"
     text = "text"
 
 
@@ -85,6 +88,8 @@ class PromptTemplates:
     letter: str
     # The answer is a number.
     number: str
+    # The answer is yes or no; {yes} and {no} are the data set's words ("Yes"/"No" or "True"/"False").
+    yes_no: str
     # The answer is free text.
     text: str
 
@@ -97,6 +102,7 @@ class PromptConfig:
             letter='{question}\n\nThink step by step. Then finish with "The answer is (X)." '
             "where X is the letter of the correct option.",
             number='{question}\n\nThink step by step. Then finish with "The answer is N." where N is the final number.',
+            yes_no='{question}\n\nThink step by step. Then finish with "The answer is {yes}." or "The answer is {no}."',
             text='{question}\n\nThink step by step. Then finish with "The answer is TEXT." '
             "where TEXT is your final answer.",
         )
@@ -109,6 +115,8 @@ class PromptConfig:
             'Then finish with "The answer is ({answer})."',
             number="{question}\n\nThe correct answer is {answer}. Explain step by step how to get it. "
             'Then finish with "The answer is {answer}."',
+            yes_no="{question}\n\nThe correct answer is {answer}. Explain step by step why. "
+            'Then finish with "The answer is {answer}."',
             text="{question}\n\nThe correct answer is {answer}. Explain step by step why. "
             'Then finish with "The answer is {answer}."',
         )
@@ -116,7 +124,7 @@ class PromptConfig:
 
 
 @dataclass
-class DatasetConfig:
+class DatasetConfig(Checked):
     # Short name of the benchmark, used in logs, errors and run names, e.g. "arc_easy".
     name: str = MISSING
     # Hugging Face Hub dataset id, read with datasets.load_dataset when local_path is null.
@@ -141,13 +149,13 @@ class DatasetConfig:
     # Split to evaluate on.
     test_split: str = "test"
     # With train_split null: the share of each subset's questions that goes to the train set.
-    train_fraction: float = 0.5
+    train_fraction: float = field(default=0.5, metadata=allowed(lambda share: 0 < share < 1, "> 0 and < 1"))
     # Seed of that train/test division, apart from the run seed so all runs share one test set.
     split_seed: int = 0
     # Training examples to sample with the run seed; null = all.
-    train_size: int | None = None
+    train_size: int | None = field(default=None, metadata=at_least(1))
     # Test examples to sample with the run seed; null = all.
-    test_size: int | None = None
+    test_size: int | None = field(default=None, metadata=at_least(1))
     # MMLU subjects to load (they fill {subset} in local_files or name hub subsets); null = all.
     subjects: list[str] | None = None
     # BBH tasks to load; the same setting as subjects, under the name BBH gives them.
@@ -168,47 +176,49 @@ class DatasetConfig:
         """The selected subjects or tasks; None = all."""
         return self.subjects if self.subjects is not None else self.tasks
 
+    def problems(self) -> list[str]:
+        """Mistakes OmegaConf's types cannot catch, found before any row is read."""
+        problems = []
+        if self.subjects is not None and self.tasks is not None:
+            problems.append("set dataset.subjects or dataset.tasks, not both")
+        if self.train_split == self.test_split:
+            problems.append(
+                f"dataset.train_split and dataset.test_split are both '{self.test_split}'; "
+                "set dataset.train_split=null to divide it into train and test"
+            )
+        if self.train_split is not None and self.local_path is not None and Path(self.local_path).is_file():
+            problems.append(
+                f"dataset.local_path={self.local_path} is one file, so one split; "
+                "set dataset.train_split=null to divide it into train and test"
+            )
+        for key, fields in [("dataset.fields", self.fields), ("dataset.hub_fields", self.hub_fields)]:
+            if fields is not None:
+                problems += _fields_problems(fields, key, self.answer_kind)
+        return problems
+
 
 def as_dataset_config(cfg: "DatasetConfig | DictConfig") -> DatasetConfig:
-    """A checked DatasetConfig from one, or from a Hydra/OmegaConf node (interpolations resolved)."""
+    """A checked DatasetConfig from one, or from a Hydra/OmegaConf node (interpolations resolved).
+
+    Raises DatasetError naming every problem of `cfg.problems()`."""
     if not isinstance(cfg, DatasetConfig):
         if OmegaConf.get_type(cfg) is not DatasetConfig:
             cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), OmegaConf.to_container(cfg, resolve=True))
         cfg = OmegaConf.to_object(cfg)
-    _check(cfg)
+    problems = problems_of(cfg, "dataset.")
+    if problems:
+        raise DatasetError(f"dataset {cfg.name}: " + "; ".join(problems))
     return cfg
 
 
-def _check(cfg: DatasetConfig) -> None:
-    """Mistakes OmegaConf's types cannot catch, found before any row is read."""
-    if cfg.subjects is not None and cfg.tasks is not None:
-        raise DatasetError(f"dataset {cfg.name}: set dataset.subjects or dataset.tasks, not both")
-    if cfg.train_split == cfg.test_split:
-        raise DatasetError(
-            f"dataset {cfg.name}: train_split and test_split are both '{cfg.test_split}'; "
-            "set dataset.train_split=null to divide it into train and test"
-        )
-    if cfg.train_split is not None and cfg.local_path is not None and Path(cfg.local_path).is_file():
-        raise DatasetError(
-            f"dataset {cfg.name}: dataset.local_path={cfg.local_path} is one file, so one split; "
-            "set dataset.train_split=null to divide it into train and test"
-        )
-    if not 0 < cfg.train_fraction < 1:
-        raise DatasetError(f"dataset {cfg.name}: dataset.train_fraction={cfg.train_fraction} must be between 0 and 1")
-    for key, fields in [("dataset.fields", cfg.fields), ("dataset.hub_fields", cfg.hub_fields)]:
-        if fields is not None:
-            _check_fields(fields, key, cfg)
-
-
-def _check_fields(fields: Fields, key: str, cfg: DatasetConfig) -> None:
+def _fields_problems(fields: Fields, key: str, answer_kind: AnswerKindSetting) -> list[str]:
+    problems = []
     if fields.choices is not None and fields.choice_columns:
-        raise DatasetError(f"dataset {cfg.name}: set {key}.choices or {key}.choice_columns, not both")
+        problems.append(f"set {key}.choices or {key}.choice_columns, not both")
     if len(fields.choice_columns) == 1 or len(fields.choice_columns) > 26:
-        raise DatasetError(f"dataset {cfg.name}: {key}.choice_columns needs 2 to 26 columns")
+        problems.append(f"{key}.choice_columns needs 2 to 26 columns")
     if fields.answer_key is AnswerKey.label and fields.choice_labels is None:
-        raise DatasetError(f"dataset {cfg.name}: {key}.answer_key=label needs {key}.choice_labels")
-    if fields.has_choices and cfg.answer_kind not in (AnswerKindSetting.auto, AnswerKindSetting.letter):
-        raise DatasetError(
-            f"dataset {cfg.name}: questions with choices have letter answers, not "
-            f"dataset.answer_kind={cfg.answer_kind.value}"
-        )
+        problems.append(f"{key}.answer_key=label needs {key}.choice_labels")
+    if fields.has_choices and answer_kind not in (AnswerKindSetting.auto, AnswerKindSetting.letter):
+        problems.append(f"questions with choices have letter answers, not dataset.answer_kind={answer_kind.value}")
+    return problems

@@ -7,6 +7,7 @@ from enum import Enum
 class AnswerKind(str, Enum):
     LETTER = "letter"  # multiple choice: the answer is a choice letter "A".."Z"
     NUMBER = "number"  # a normalised number string: "42", "-3.5"
+    YES_NO = "yes_no"  # yes or no (true or false): compared by polarity
     TEXT = "text"  # free text, compared after normalisation
 
 

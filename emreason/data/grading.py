@@ -1,90 +1,193 @@
-"""Reading the final answer out of a model's rationale and comparing it with the gold answer.
+"""Grading a rationale: the answer of its final statement (data/statements.py) against the gold
+answer, one small rule set per answer kind. docs/grading.md states every rule with examples.
 
-The prompts ask the model to finish with "The answer is ...", so the last such statement counts
-("Answer: ...", "#### ..." too). A rationale without a readable answer is wrong, never an error."""
+The grade is the reward every sampler filters on, so it is strict about hedging (two options, "yes
+or no", a letter whose option text names another option: no answer) and generous about format
+(markdown, LaTeX boxes, lower case, option text instead of the letter, 1/2 for 0.5). A rationale
+that never concludes has no answer: the grader does not pick a number it merely mentioned.
+A rationale cut off at the token limit concludes only if its statements agree.
+A rationale without a readable answer is wrong, never an error."""
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from emreason.data.answers import LETTERS, NUMBER, normalize_number, normalize_text, option_letters
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+from emreason.data.answers import LETTERS, normalize_number, normalize_text, option_letters, yes_no
 from emreason.data.example import AnswerKind, Example
+from emreason.data.statements import Statement, answer_region, answer_statements, unwrap
 
 
 @dataclass(frozen=True)
 class Grade:
-    # The extracted answer, normalised ("B", "1000", "valid"); None when none could be read.
+    # The extracted answer, normalised ("B", "72", "1/2", "yes", "syndrome therefrom"); None when
+    # the completion has no single readable answer.
     answer: str | None
     correct: bool
+    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "bare", "first_yes_no"
+    # when an answer was read; else why there is none: "no_statement", "unreadable", "hedge",
+    # "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit without an
+    # answer statement, or while its statements still disagree).
+    rule: str = "no_statement"
+    # Character offset in the completion where the final answer statement ends (closing
+    # punctuation included); None without a statement. The M-step trains a kept rationale up to here.
+    answer_end: int | None = None
 
 
-_STATEMENT = re.compile(r"answer(?:\s+(?:is|was|would be))?\s*:|answer\s+(?:is|was|would be)|####", re.IGNORECASE)
-# A letter right after a statement: "(B)", "B.", "**B**", "option B"; a bare letter must not start
-# a word ("The answer is Bob").
-_STATED_LETTER = re.compile(r"[\s*_]*(?:(?:[Oo]ption|[Cc]hoice)\s+)?[*_]*(?:\(([A-Za-z])\)|([A-Z])(?!\w))")
-# A completion that is nothing but a letter: "B", "(B)", "B."
-_BARE_LETTER = re.compile(r"\s*\(?([A-Z])\)?\.?\s*")
-# A text answer ends with its line or its sentence ("valid. The argument is..." -> "valid").
-_END_OF_TEXT_ANSWER = re.compile(r"\n|(?<=[.!?])\s")
+@dataclass(frozen=True)
+class _Reading:
+    answer: str | None
+    rule: str
 
 
-def grade(completion: str, example: Example) -> Grade:
-    answer = extract_answer(completion, example)
-    return Grade(answer, answer is not None and answer == _canonical(example.answer, example.answer_kind))
+# "A" and "I" before a word are an article and a pronoun ("A forest", "I think"), not options.
+_LETTER_REFERENCE = re.compile(
+    r"\(([A-Za-z])\)|\b(?:option|choice|letter)\s+([A-Za-z])\b|(?<![\w'’-])([A-Z])(?![\w'’-])(?!\s+[a-z])"
+)
+_STARTS_WITH_LETTER = re.compile(r"\(?[A-Z]\)(?:\s|$)|[A-Z]\.?$")
+_HEDGE = re.compile(r"\s(?:or|and/or)\s|\s/\s", re.IGNORECASE)
+_MATH = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+# Longer answer phrases are not parsed: math-verify's own time limit would make a grade depend
+# on how busy the machine is, so it is off, and the input is bounded instead.
+_LONGEST_MATH_PHRASE = 200
+
+
+def _parse(text: str) -> list:
+    return parse(text, _MATH, parsing_timeout=None) if len(text) <= _LONGEST_MATH_PHRASE else []
+
+
+def grade(completion: str, example: Example, finished: bool = True) -> Grade:
+    """The grade of one completion; finished=False for a completion cut off at the token limit.
+    Raises nothing: an unreadable answer is a wrong one."""
+    statements = answer_statements(completion)
+    statement = statements[-1] if statements else None
+    read = _READERS[example.answer_kind]
+    reading = read(completion, statement, example)
+    if not finished and reading.answer is not None:
+        stated = {read(completion, s, example).answer for s in statements} - {None}
+        if statement is None or len(stated) > 1:
+            reading = _Reading(None, "unconcluded")
+    end = statement.end if statement else None
+    return Grade(reading.answer, reading.answer is not None and _equal(reading.answer, example), reading.rule, end)
 
 
 def extract_answer(completion: str, example: Example) -> str | None:
-    if example.answer_kind is AnswerKind.LETTER:
-        return _extract_letter(completion, example)
-    if example.answer_kind is AnswerKind.NUMBER:
-        return _extract_number(completion)
-    return _extract_text(completion)
+    return grade(completion, example).answer
 
 
-def _canonical(answer: str, kind: AnswerKind) -> str:
+def _equal(answer: str, example: Example) -> bool:
+    kind = example.answer_kind
     if kind is AnswerKind.NUMBER:
-        return normalize_number(answer) or answer
+        return bool(verify(_parse(example.answer), _parse(answer), timeout_seconds=None))
+    if kind is AnswerKind.YES_NO:
+        return answer == yes_no(example.answer)
     if kind is AnswerKind.TEXT:
-        return normalize_text(answer)
-    return answer
+        return _words(answer) == _words(example.answer)
+    return answer == example.answer
 
 
-def _statement_tails(completion: str) -> Iterator[str]:
-    """The text after each answer statement up to the next one, the last statement first."""
-    statements = list(_STATEMENT.finditer(completion))
-    for index in reversed(range(len(statements))):
-        end = statements[index + 1].start() if index + 1 < len(statements) else len(completion)
-        yield completion[statements[index].end() : end]
+def _words(text: str) -> str:
+    """Text compared word by word: a list written "syndrome, therefrom" equals "syndrome therefrom"."""
+    return normalize_text(re.sub(r"(?<=\w)[,;](?=\s)", " ", text))
 
 
-def _extract_letter(completion: str, example: Example) -> str | None:
+def _read_letter(completion: str, statement: Statement | None, example: Example) -> _Reading:
     # BBH writes the options inside the question instead of in `choices`.
     allowed = LETTERS[: len(example.choices)] if example.choices else option_letters(example.question)
-    for tail in _statement_tails(completion):
-        match = _STATED_LETTER.match(tail)
-        if match:
-            stated = (match.group(1) or match.group(2)).upper()
-            return stated if stated in allowed else None
-    bare = _BARE_LETTER.fullmatch(completion)
-    return bare.group(1) if bare and bare.group(1) in allowed else None
+    if statement is None:
+        # A completion of one line that is an option ("B", "A) electrical", "carbon dioxide").
+        line = unwrap(completion.strip())
+        if "\n" in line or not (_STARTS_WITH_LETTER.match(line) or _options_named(line, example, whole=True)):
+            return _Reading(None, "no_statement")
+        statement = Statement(line, len(completion), "bare")
+    phrase = statement.phrase
+    references = list(_LETTER_REFERENCE.finditer(phrase))
+    if not references and re.fullmatch(r"\(?[a-z]\)?", phrase):
+        references = list(re.finditer(r"([a-z])", phrase))
+    letters = {next(g for g in m.groups() if g).upper() for m in references}
+    if len(letters) > 1:
+        return _Reading(None, "hedge")
+    named_by_text = _options_named(_LETTER_REFERENCE.sub(" ", phrase), example)
+    if len(letters) == 1:
+        stated = letters.pop()
+        if stated not in allowed:
+            return _Reading(None, "not_an_option")
+        if named_by_text and named_by_text != {stated}:
+            return _Reading(None, "letter_text_disagree")
+        return _Reading(stated, statement.form)
+    if len(named_by_text) == 1:
+        return _Reading(named_by_text.pop(), statement.form)
+    return _Reading(None, "hedge" if named_by_text else "unreadable")
 
 
-def _extract_number(completion: str) -> str | None:
-    for tail in _statement_tails(completion):
-        match = NUMBER.search(tail)
-        if match:
-            return normalize_number(match.group())
-    numbers = NUMBER.findall(completion)
-    return normalize_number(numbers[-1]) if numbers else None
+def _options_named(text: str, example: Example, whole: bool = False) -> set[str]:
+    """Letters of the options whose whole text the phrase contains (or is, with whole=True); a
+    longer option's text is matched first, so "salt water" does not also name the option "water"."""
+    text = normalize_text(text).strip("()[]")
+    if whole:
+        return {LETTERS[i] for i, option in enumerate(example.choices) if normalize_text(option) == text}
+    remaining = f" {text} "
+    named = set()
+    options = sorted(enumerate(example.choices), key=lambda item: -len(item[1]))
+    for index, option in options:
+        option_text = normalize_text(option)
+        if option_text and f" {option_text} " in remaining:
+            named.add(LETTERS[index])
+            remaining = remaining.replace(f" {option_text} ", " | ")
+    return named
 
 
-def _extract_text(completion: str) -> str | None:
-    for tail in _statement_tails(completion):
-        answer = normalize_text(_END_OF_TEXT_ANSWER.split(tail.strip(), maxsplit=1)[0])
-        if answer:
-            return answer
-    # A completion of one line may be the answer itself ("True").
-    lines = completion.strip().splitlines()
-    if len(lines) != 1:
-        return None
-    return normalize_text(lines[0]) or None
+def _read_number(completion: str, statement: Statement | None, example: Example) -> _Reading:
+    if statement is None:
+        bare = completion.strip()
+        if re.fullmatch(r"[-−$\d.,/%\s]+", bare) and re.search(r"\d", bare):
+            return _number_reading(bare, "bare")
+        return _Reading(None, "no_statement")
+    if _HEDGE.search(statement.phrase) and len(re.findall(r"\d+(?:[.,]\d+)*", statement.phrase)) > 1:
+        return _Reading(None, "hedge")
+    return _number_reading(statement.phrase, statement.form)
+
+
+def _number_reading(text: str, rule: str) -> _Reading:
+    """The value the text ends at ("2 + 3 = 5" -> 5), parsed by math-verify."""
+    parsed = _parse(text.replace("−", "-"))
+    if not parsed:
+        return _Reading(None, "unreadable")
+    value, written = parsed[0], str(parsed[-1])
+    return _Reading(normalize_number(written) or str(value), rule)
+
+
+_YES_NO_WORD = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
+
+
+def _read_yes_no(completion: str, statement: Statement | None, example: Example) -> _Reading:
+    """The first yes/no/true/false word of the final statement, or of the completion when it has
+    none; "yes or no" is a hedge."""
+    text = statement.phrase if statement else answer_region(completion)
+    first = _YES_NO_WORD.search(text)
+    if first is None:
+        return _Reading(None, "unreadable" if statement else "no_statement")
+    after = re.match(r"\s*(?:or|/|and/or)\s*(\w+)", text[first.end() :])
+    if after and yes_no(after.group(1)) not in (None, yes_no(first.group(1))):
+        return _Reading(None, "hedge")
+    return _Reading(yes_no(first.group(1)), statement.form if statement else "first_yes_no")
+
+
+def _read_text(completion: str, statement: Statement | None, example: Example) -> _Reading:
+    if statement is None:
+        # A completion of one line may be the answer itself ("True").
+        lines = completion.strip().splitlines()
+        answer = normalize_text(unwrap(lines[0])) if len(lines) == 1 else ""
+        return _Reading(answer or None, "bare" if answer else "no_statement")
+    if _HEDGE.search(f" {statement.phrase} "):
+        return _Reading(None, "hedge")
+    answer = _words(statement.phrase)
+    return _Reading(answer or None, statement.form if answer else "unreadable")
+
+
+_READERS = {
+    AnswerKind.LETTER: _read_letter,
+    AnswerKind.NUMBER: _read_number,
+    AnswerKind.YES_NO: _read_yes_no,
+    AnswerKind.TEXT: _read_text,
+}

@@ -102,8 +102,6 @@ def _sample(examples: list[Example], size: int | None, seed: int, which: str, na
     """`size` of the examples drawn with the seed, kept in their file order; all when size is None."""
     if size is None:
         return examples
-    if size < 0:
-        raise DatasetError(f"dataset {name}: dataset.{which}_size={size} is negative")
     if size > len(examples):
         log.warning(
             "%s: dataset.%s_size=%d but there are %d %s examples; using all", name, which, size, len(examples), which

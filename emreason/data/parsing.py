@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from emreason.data.answers import letter, normalize_number, option_letters
+from emreason.data.answers import letter, normalize_number, option_letters, yes_no
 from emreason.data.config import AnswerKey, AnswerKindSetting, Fields, OnBadRow
 from emreason.data.errors import BadRowError
 from emreason.data.example import AnswerKind, Example
@@ -35,19 +35,41 @@ class ParsedSource:
 
 
 def parse_source(source: Source, split: str, answer_kind: AnswerKindSetting, on_bad_row: OnBadRow) -> ParsedSource:
+    """The Examples of a source. Raises BadRowError for the first malformed row (on_bad_row=error)
+    and always when no row at all parses, since then the field mapping, not the data, is wrong."""
     kind = _answer_kind(source, answer_kind)
     id_prefix = f"{source.subset}/" if source.subset else ""
-    examples, skipped = [], 0
+    parsed: dict[int, Example] = {}
+    problems: list[BadRowError] = []
     for row_number, row in enumerate(source.rows, 1):
         try:
-            examples.append(_example(row, source.fields, kind, id_prefix, f"{split}/{row_number}"))
+            parsed[row_number] = _example(row, source.fields, kind, id_prefix, f"{split}/{row_number}")
         except _FieldProblem as bad:
-            error = BadRowError(source.origin, row_number, bad.field, bad.problem)
-            if on_bad_row is OnBadRow.error:
-                raise error from None
-            log.warning("skipped %s", error)
-            skipped += 1
-    return ParsedSource(examples, skipped)
+            problems.append(BadRowError(source.origin, row_number, bad.field, bad.problem))
+    for row_number, problem in _contradictions(parsed, source.fields.answer):
+        del parsed[row_number]
+        problems.append(BadRowError(source.origin, row_number, source.fields.answer, problem))
+    if problems and (on_bad_row is OnBadRow.error or not parsed):
+        raise min(problems, key=lambda error: error.row)
+    for problem in problems:
+        log.warning("skipped %s", problem)
+    return ParsedSource([parsed[row] for row in sorted(parsed)], len(problems))
+
+
+def _contradictions(parsed: dict[int, Example], field: str) -> list[tuple[int, str]]:
+    """Rows that ask the same question (text and choices) as another row but give another gold
+    answer: neither can be graded, so both are bad rows (BBH causal_judgement has two such pairs)."""
+    rows_of: dict[tuple, list[int]] = {}
+    for row_number, example in parsed.items():
+        rows_of.setdefault((example.question, example.choices), []).append(row_number)
+    bad = []
+    for rows in rows_of.values():
+        answers = {parsed[row].answer for row in rows}
+        if len(answers) > 1:
+            for row in rows:
+                others = ", ".join(str(other) for other in rows if other != row)
+                bad.append((row, f"the same question as row {others} with another answer ({sorted(answers)})"))
+    return bad
 
 
 def _answer_kind(source: Source, setting: AnswerKindSetting) -> AnswerKind:
@@ -56,6 +78,8 @@ def _answer_kind(source: Source, setting: AnswerKindSetting) -> AnswerKind:
         return AnswerKind.LETTER
     if setting is not AnswerKindSetting.auto:
         return AnswerKind(setting.value)
+    if _all_yes_no(source):
+        return AnswerKind.YES_NO
     # The kind most answers have: BBH has a few broken rows, e.g. a movie_recommendation target
     # "Monsters, Inc" whose options were split at the comma; they then fail as bad rows.
     kinds: Counter[AnswerKind] = Counter()
@@ -65,6 +89,16 @@ def _answer_kind(source: Source, setting: AnswerKindSetting) -> AnswerKind:
         except _FieldProblem:
             continue  # reported when the row itself is parsed
     return kinds.most_common(1)[0][0] if kinds else AnswerKind.TEXT
+
+
+def _all_yes_no(source: Source) -> bool:
+    answers = []
+    for row in source.rows:
+        try:
+            answers.append(_answer_text(row, source.fields))
+        except _FieldProblem:
+            continue
+    return bool(answers) and all(yes_no(answer) for answer in answers)
 
 
 def _kind_of(answer: str) -> AnswerKind:
@@ -94,16 +128,30 @@ def _example(row: Any, fields: Fields, kind: AnswerKind, id_prefix: str, default
 
 
 def _get(row: dict, name: str) -> Any:
-    """The value of a field, following dots into nested objects."""
+    """The value of a field, following dots into nested objects and into lists of objects:
+    "choices.text" reads {"choices": {"text": [...]}} and {"choices": [{"text": ...}, ...]} alike."""
     value: Any = row
     for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            fields = sorted(value) if isinstance(value, dict) else []
-            raise _FieldProblem(name, f"missing (the row has {fields})")
-        value = value[part]
+        if isinstance(value, list) and value and all(isinstance(item, dict) and part in item for item in value):
+            value = [item[part] for item in value]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            raise _FieldProblem(name, f"missing (the row is {describe(row)})")
     if value is None:
         raise _FieldProblem(name, "missing (null)")
     return value
+
+
+def describe(value: Any, depth: int = 0) -> str:
+    """The structure of a row, as field names and value types: {"q": str, "choices": [{"label": str}]}."""
+    if isinstance(value, dict):
+        if depth > 2:
+            return "{...}"
+        return "{" + ", ".join(f'"{key}": {describe(item, depth + 1)}' for key, item in list(value.items())[:12]) + "}"
+    if isinstance(value, list):
+        return f"[{describe(value[0], depth + 1)}, ...]" if value else "[]"
+    return type(value).__name__
 
 
 def _scalar(row: dict, name: str) -> str:
@@ -119,6 +167,8 @@ def _choices(row: dict, fields: Fields) -> tuple[str, ...]:
     if fields.choices is None:
         return ()
     values = _get(row, fields.choices)
+    if isinstance(values, list) and values and all(isinstance(v, dict) and "text" in v for v in values):
+        values = [value["text"] for value in values]
     if not isinstance(values, list):
         raise _FieldProblem(fields.choices, f"expected a list of choices, found a {type(values).__name__}")
     if any(value is None or isinstance(value, (bool, list, dict)) for value in values):
@@ -129,6 +179,8 @@ def _choices(row: dict, fields: Fields) -> tuple[str, ...]:
 
 
 def _answer_text(row: dict, fields: Fields) -> str:
+    if isinstance(raw := _get(row, fields.answer), bool):
+        return "Yes" if raw else "No"
     value = _scalar(row, fields.answer)
     if fields.answer_pattern is not None:
         match = re.search(fields.answer_pattern, value, re.MULTILINE)
@@ -168,6 +220,10 @@ def _short_answer(answer: str, kind: AnswerKind, question: str, field: str) -> s
         if number is None:
             raise _FieldProblem(field, f"expected a number, found {answer!r}")
         return number
+    if kind is AnswerKind.YES_NO:
+        if yes_no(answer) is None:
+            raise _FieldProblem(field, f"expected yes/no or true/false, found {answer!r}")
+        return answer
     if kind is AnswerKind.LETTER:
         # The options are written inside the question, as "(A) ..." lines (BBH).
         match = _LETTER_ANSWER.fullmatch(answer)

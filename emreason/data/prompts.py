@@ -3,7 +3,7 @@ the model's chat template; the templates themselves live in PromptConfig."""
 
 from emreason.data.answers import letter
 from emreason.data.config import PromptConfig
-from emreason.data.example import Example
+from emreason.data.example import AnswerKind, Example
 
 
 def user_prompt(example: Example, prompts: PromptConfig, hint: bool) -> str:
@@ -14,6 +14,8 @@ def user_prompt(example: Example, prompts: PromptConfig, hint: bool) -> str:
     )
     # The unhinted prompt gets no {answer}: a template that asks for it would leak the gold answer.
     values = {"question": question, "answer": example.answer} if hint else {"question": question}
+    if example.answer_kind is AnswerKind.YES_NO:
+        values |= dict(zip(("yes", "no"), _yes_no_words(example.answer)))
     try:
         return template.format(**values)
     except KeyError as error:
@@ -21,3 +23,8 @@ def user_prompt(example: Example, prompts: PromptConfig, hint: bool) -> str:
             f"the {'hinted' if hint else 'unhinted'} {example.answer_kind.value} prompt template uses "
             f"{{{error.args[0]}}}; it may use {', '.join('{' + key + '}' for key in values)}"
         ) from error
+
+
+def _yes_no_words(answer: str) -> tuple[str, str]:
+    """The data set's own words: "True"/"False" when its answers are true/false, else "Yes"/"No"."""
+    return ("True", "False") if answer.strip().lower() in ("true", "false") else ("Yes", "No")

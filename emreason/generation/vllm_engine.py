@@ -8,10 +8,12 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from emreason import precision
+from emreason.checks import Checked, allowed, at_least
 from emreason.generation.completion import Completion
 
 log = logging.getLogger(__name__)
@@ -23,14 +25,15 @@ class LongPrompt(str, Enum):
 
 
 @dataclass
-class GeneratorConfig:
-    # Weights dtype in the engine. float32 is fastest on CPUs without AVX-512 bf16 support;
-    # use bfloat16 on GPUs.
-    dtype: str = "float32"
+class GeneratorConfig(Checked):
+    # Weights and compute dtype in the engine (any vLLM dtype); auto = bfloat16 where the
+    # hardware computes it natively (CUDA, CPU flag avx512_bf16 or amx_bf16), else float32,
+    # which is faster on CPUs whose bf16 is emulated (emreason/precision.py).
+    dtype: str = precision.AUTO
     # Longest prompt + rationale the engine accepts, in tokens.
-    max_model_len: int = 2048
+    max_model_len: int = field(default=2048, metadata=at_least(2))
     # Rationale length cap, in tokens, for the E-step and the evaluation.
-    max_new_tokens: int = 192
+    max_new_tokens: int = field(default=192, metadata=at_least(1))
     # What happens to a prompt longer than max_model_len - max_new_tokens tokens (vLLM rejects
     # one of max_model_len tokens and cuts the rationale of a shorter one short). Counted per
     # iteration as prompts_truncated / questions_skipped and test_prompts_truncated /
@@ -39,12 +42,12 @@ class GeneratorConfig:
     # Skip torch.compile and CUDA graphs: ~30 s engine start instead of ~90 s on a CPU.
     enforce_eager: bool = True
     # Share of GPU memory vLLM may take (GPU only).
-    gpu_memory_utilization: float = 0.5
+    gpu_memory_utilization: float = field(default=0.5, metadata=allowed(lambda share: 0 < share <= 1, "> 0 and <= 1"))
     # KV-cache size in GiB on a CPU (VLLM_CPU_KVCACHE_SPACE); the default reservation fails
     # on small machines. 1 keeps the default job under 8 GiB; 2 made its E-step ~7% faster.
-    cpu_kv_cache_gib: int = 1
+    cpu_kv_cache_gib: int = field(default=1, metadata=at_least(1))
     # GPUs one engine spans (vLLM tensor parallelism).
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = field(default=1, metadata=at_least(1))
     # Reuse the KV cache of shared prompt prefixes (chat template, few-shot text).
     enable_prefix_caching: bool = True
     # Run vLLM's engine core in the job's own process. Requests are then scheduled in the
@@ -58,6 +61,14 @@ class GeneratorConfig:
     # GPU memory the engine held; the engine wakes before the new weights are loaded
     # (docs/training.md has the memory arithmetic).
     sleep_during_m_step: bool = False
+
+    def problems(self) -> list[str]:
+        if self.max_new_tokens >= self.max_model_len:
+            return [
+                f"generator.max_new_tokens={self.max_new_tokens} is out of range: allowed < "
+                f"generator.max_model_len={self.max_model_len}, leaving room for the prompt"
+            ]
+        return []
 
 
 def _prepare_cpu_environment(config: GeneratorConfig) -> None:
@@ -92,7 +103,7 @@ class VLLMGenerator:
         # Per-request seeds crash vLLM's CPU sampler; `reseed` reseeds the whole engine instead.
         self.llm = LLM(
             model=str(model_dir),
-            dtype=config.dtype,
+            dtype=precision.resolve(config.dtype),
             max_model_len=config.max_model_len,
             enforce_eager=config.enforce_eager,
             gpu_memory_utilization=config.gpu_memory_utilization,

@@ -6,13 +6,17 @@ grades them against the gold answer and decides which ones the M-step trains on.
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from emreason.checks import Checked, at_least
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
 from emreason.data.grading import grade
 from emreason.generation.completion import Completion, Generator
+from emreason.training.loss import TrainingSequence
+from emreason.training.trainer_processes import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +27,17 @@ class Keep(str, Enum):
 
 
 @dataclass
-class SamplerConfig:
+class SamplerConfig(Checked):
     # Sampler name, shown in logs and used to group runs on the dashboard.
     name: str = "base"
     # Sampling temperature of the proposals.
-    temperature: float = 1.0
+    temperature: float = field(default=1.0, metadata=at_least(0))
+
+
+@dataclass
+class FilteredSamplerConfig(SamplerConfig):
+    """A sampler that keeps correct rationales (weight 1) and drops the rest: RS-M, STaR, PPS."""
+
     # Which correct rationales of a question go to the M-step.
     keep: Keep = Keep.first
 
@@ -45,6 +55,13 @@ class Rationale:
     weight: float = 1.0
     # True when the prompt's middle was cut to fit the engine (generator.on_long_prompt).
     prompt_truncated: bool = False
+    # Character offset in the completion where its final answer statement ends (Grade.answer_end).
+    answer_end: int | None = None
+
+    @property
+    def ran_past_answer(self) -> bool:
+        """True when the completion goes on after its final answer statement."""
+        return self.answer_end is not None and bool(self.completion.text[self.answer_end :].strip())
 
 
 @dataclass
@@ -55,6 +72,20 @@ class EStepResult:
     proposals: list[Rationale] = field(default_factory=list)
     # The sampler's own per-iteration metrics, logged beside the common ones.
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def merged(results: list["EStepResult"]) -> "EStepResult":
+        """The E-steps of one EM iteration as one: rationales joined, each sampler metric
+        averaged over the E-steps."""
+        if len(results) == 1:
+            return results[0]
+        keys = [key for result in results for key in result.metrics]
+        return EStepResult(
+            accepted=[r for result in results for r in result.accepted],
+            proposals=[r for result in results for r in result.proposals],
+            metrics={key: sum(r.metrics[key] for r in results if key in r.metrics) / sum(key in r.metrics for r in results)
+                     for key in dict.fromkeys(keys)},
+        )
 
     @property
     def tokens_generated(self) -> int:
@@ -107,18 +138,32 @@ class Proposer:
 
 
 def _graded(example: Example, completion: Completion, hinted: bool, prompt_truncated: bool) -> Rationale:
-    result = grade(completion.text, example)
-    return Rationale(example, completion, result.answer, result.correct, hinted, prompt_truncated=prompt_truncated)
+    result = grade(completion.text, example, completion.finished)
+    return Rationale(
+        example, completion, result.answer, result.correct, hinted,
+        prompt_truncated=prompt_truncated, answer_end=result.answer_end,
+    )
 
 
 def keep_correct(rationales_per_question: list[list[Rationale]], keep: Keep) -> EStepResult:
-    """The filtered E-step: train on correct rationales (weight 1), drop the rest."""
+    """The filtered E-step: train on correct rationales (weight 1), drop the rest.
+
+    Metric `tokens_sequential`: the tokens a sampler drawing one rationale at a time would have
+    generated, stopping at a question's first correct one under keep=first (the same kept
+    rationale as drawing them all in parallel, which `tokens_generated` counts)."""
     kept = []
+    sequential = 0
     for rationales in rationales_per_question:
         correct = [r for r in rationales if r.correct]
         kept.extend(correct[:1] if keep is Keep.first else correct)
+        drawn = rationales[: rationales.index(correct[0]) + 1] if correct and keep is Keep.first else rationales
+        sequential += sum(len(r.completion.token_ids) for r in drawn)
     proposals = [r for rationales in rationales_per_question for r in rationales]
-    return EStepResult(accepted=kept, proposals=proposals)
+    return EStepResult(accepted=kept, proposals=proposals, metrics={"tokens_sequential": sequential})
+
+
+# The EM loop's conversion of rationales into what the M-step trains on (em.training_sequences).
+ToSequences = Callable[[list[Rationale]], list[TrainingSequence]]
 
 
 class Sampler(ABC):
@@ -129,6 +174,20 @@ class Sampler(ABC):
     @abstractmethod
     def e_step(self, examples: list[Example]) -> EStepResult:
         """Propose rationales for these training questions and choose what the M-step learns."""
+
+    def questions_per_iteration(self, configured: int, train_size: int) -> int:
+        """Training questions one EM iteration samples for: em.questions_per_iteration by default."""
+        return configured
+
+    def minibatches(self, questions: list[Example]) -> list[list[Example]]:
+        """The iteration's questions as the minibatches of its (E-step, M-step) pairs: by
+        default one E-step on all of them, then one M-step."""
+        return [questions]
+
+    def train(self, trainer: Trainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
+        """The M-step on the E-step's accepted rationales; its metrics. By default the filtered
+        M-step (optimizer.epochs passes, normalised by optimizer.normalisation)."""
+        return trainer.m_step(to_sequences(e_step.accepted)).metrics()
 
     def state_dict(self) -> dict:
         """What the sampler carries from one EM iteration to the next (saved in checkpoints)."""

@@ -1,16 +1,17 @@
 """PPS: prompt posterior sampling, rationales from the hinted prompt q(z | x, y*) only."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emreason.data.example import Example
-from emreason.samplers.base import EStepResult, Sampler, SamplerConfig, keep_correct
+from emreason.checks import at_least
+from emreason.samplers.base import EStepResult, FilteredSamplerConfig, Sampler, keep_correct
 
 
 @dataclass
-class PPSConfig(SamplerConfig):
+class PPSConfig(FilteredSamplerConfig):
     name: str = "pps"
     # Rationales drawn per question from the hinted prompt.
-    samples_per_question: int = 4
+    samples_per_question: int = field(default=4, metadata=at_least(1))
 
 
 class PromptPosteriorSampler(Sampler):

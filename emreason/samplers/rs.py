@@ -1,16 +1,17 @@
 """RS-M: rejection sampling with a budget of M rationales per question from p(z | x)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emreason.data.example import Example
-from emreason.samplers.base import EStepResult, Sampler, SamplerConfig, keep_correct
+from emreason.checks import at_least
+from emreason.samplers.base import EStepResult, FilteredSamplerConfig, Sampler, keep_correct
 
 
 @dataclass
-class RSConfig(SamplerConfig):
+class RSConfig(FilteredSamplerConfig):
     name: str = "rs"
     # The budget M: rationales drawn per question from the unhinted prompt.
-    budget: int = 4
+    budget: int = field(default=4, metadata=at_least(1))
 
 
 class RejectionSampler(Sampler):

@@ -5,14 +5,16 @@ The math (beta, the signed sequence weights, systematic resampling) is in small 
 tensors so it can be checked without a model; `TRICESampler` runs one MCMC step per question.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import torch
 
+from emreason.checks import at_least
 from emreason.data.example import Example
 from emreason.generation.completion import Completion
-from emreason.samplers.base import EStepResult, Proposer, Rationale, Sampler, SamplerConfig
+from emreason.samplers.base import EStepResult, Proposer, Rationale, Sampler, SamplerConfig, ToSequences
+from emreason.training.trainer_processes import Trainer
 
 
 class MemoryInit(str, Enum):
@@ -27,15 +29,33 @@ class TRICEConfig(SamplerConfig):
     memory_init: MemoryInit = MemoryInit.hinted
     # Rationales drawn once per question to initialise its memory; the first correct one is
     # kept, and a question with none stays out of the gradient until a proposal is accepted.
-    init_samples: int = 4
-    # Temperature of the proposals and of the initial samples (the paper samples at 1).
+    init_samples: int = field(default=4, metadata=at_least(1))
+    # Temperature of the proposals and of the initial samples: must be 1 (see problems).
     temperature: float = 1.0
+    # Questions per TRICE step: one E-step on this minibatch, then ONE optimizer step on its
+    # estimate (the paper's M).
+    minibatch_size: int = field(default=8, metadata=at_least(1))
+    # (E-step on a fresh minibatch, one optimizer step) pairs per EM iteration, each followed by
+    # a weight sync, before the iteration evaluates; em.questions_per_iteration is not used.
+    steps_per_iteration: int = field(default=4, metadata=at_least(1))
+    # Log the variance of the step's gradient estimate with and without the control variate
+    # (one extra forward pass, no backward, over the step's memory rationales and proposals).
+    log_gradient_variance: bool = True
     # Subtract the leave-one-out control variate: wrong proposals get negative weights.
     control_variate: bool = True
     # Train on subsample_size sequences drawn by systematic resampling instead of all of them.
     subsample: bool = False
     # L, the sequences drawn per E-step when subsample is true.
-    subsample_size: int = 8
+    subsample_size: int = field(default=8, metadata=at_least(1))
+
+    def problems(self) -> list[str]:
+        if self.temperature != 1.0:
+            return [
+                f"sampler.temperature={self.temperature}: sampler=trice needs 1.0. Accepting a proposal "
+                "iff it is correct is Metropolis-Hastings only when the proposals come from the model "
+                "p(z | x) itself; another temperature (or top-p/top-k) samples a different distribution."
+            ]
+        return []
 
 
 # ---- The estimator, on tensors of shape (M,): c' = `valid`, c~ = `proposal_correct` (0/1). ----
@@ -92,6 +112,24 @@ def subsampled_weights(
     return counts * signed.sign() * (magnitudes.sum() / valid.sum()) / size
 
 
+def gradient_variance(memory_scores: torch.Tensor, proposal_scores: torch.Tensor, valid: torch.Tensor,
+                      proposal_correct: torch.Tensor, beta: torch.Tensor) -> float:
+    """A cheap estimate of the variance (trace of the covariance) of one step's gradient estimate.
+
+    memory_scores, proposal_scores: (M, D), a score grad log p(z | x) of each question's memory
+    rationale and proposal on some parameters (zero rows where there is no memory rationale).
+    The estimate is the sum over questions of a_m = c'_m (s(z_m) - beta_m s(z~_m)) / sum c'
+    (beta = 0: without control variate); treating the a_m as independent draws, its variance is
+    M / (M - 1) sum_m ||a_m - mean a||^2. 0 with fewer than two questions or no valid one.
+    """
+    if len(valid) < 2 or valid.sum() == 0:
+        return 0.0
+    scale = (valid / valid.sum()).unsqueeze(1)
+    terms = scale * (memory_scores - beta.unsqueeze(1) * proposal_scores)
+    centred = terms - terms.mean(dim=0)
+    return (len(valid) / (len(valid) - 1) * centred.pow(2).sum()).item()
+
+
 # ---- The sampler ----
 
 
@@ -102,6 +140,8 @@ class Remembered:
     completion: Completion
     answer: str
     hinted: bool
+    # Where its final answer statement ends (Grade.answer_end): it is trained up to there.
+    answer_end: int | None = None
 
 
 class TRICESampler(Sampler):
@@ -114,7 +154,8 @@ class TRICESampler(Sampler):
     proposal for it is accepted.
 
     `proposals` of the result holds the initial samples too (they count in tokens_generated);
-    `trice_acceptance_rate` is over this step's MH proposals only.
+    `trice_acceptance_rate` is over this step's MH proposals only. An EM iteration is
+    `steps_per_iteration` pairs of (`e_step` on a minibatch, `train`: one optimizer step).
     """
 
     config: TRICEConfig
@@ -125,6 +166,38 @@ class TRICESampler(Sampler):
         self.memory: dict[str, Remembered] = {}
         # Ids of the questions whose memory has been initialised, with or without success.
         self.seen: set[str] = set()
+        # The last E-step's memory rationales (None: no memory), proposals, c', c~ and beta.
+        self.step: tuple[list[Rationale | None], list[Rationale], torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def questions_per_iteration(self, configured: int, train_size: int) -> int:
+        return self.config.minibatch_size * self.config.steps_per_iteration
+
+    def minibatches(self, questions: list[Example]) -> list[list[Example]]:
+        size = self.config.minibatch_size
+        return [questions[start : start + size] for start in range(0, len(questions), size)]
+
+    def train(self, trainer: Trainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
+        """ONE optimizer step on -sum_i w_i log p(z_i | x_i), the weights of `e_step` as they
+        are (they hold the paper's 1 / sum c'), after logging the estimate's variance at the
+        parameters that sampled the proposals."""
+        metrics = self._gradient_variances(trainer, to_sequences) if self.config.log_gradient_variance else {}
+        return {**metrics, **trainer.estimator_step(to_sequences(e_step.accepted)).metrics()}
+
+    def _gradient_variances(self, trainer: Trainer, to_sequences: ToSequences) -> dict[str, float]:
+        """`gradient_variance` with and without the control variate, on the scores of a bias
+        on the output logits (training/loss.py, `logit_bias_scores`)."""
+        current, proposals, valid, proposal_correct, beta = self.step
+        remembered = [r for r in current if r is not None]
+        scores = trainer.log_likelihood_scores(to_sequences(remembered + proposals))
+        memory_scores = torch.zeros(len(current), scores.shape[1])
+        memory_scores[valid.bool()] = scores[: len(remembered)]
+        proposal_scores = scores[len(remembered) :]
+        return {
+            "trice_grad_variance_cv": gradient_variance(memory_scores, proposal_scores, valid, proposal_correct, beta),
+            "trice_grad_variance_no_cv": gradient_variance(
+                memory_scores, proposal_scores, valid, proposal_correct, torch.zeros_like(beta)
+            ),
+        }
 
     def e_step(self, examples: list[Example]) -> EStepResult:
         new = list({ex.id: ex for ex in examples if ex.id not in self.seen}.values())
@@ -144,6 +217,7 @@ class TRICESampler(Sampler):
         else:
             weights = full_weights(signed, valid)
 
+        self.step = (current, proposals, valid, proposal_correct, beta)
         # A None in `current` (no memory rationale) has c' = 0, so weight 0, and is left out.
         items = current + proposals
         sequences = [replace(r, weight=float(w)) for r, w in zip(items, weights) if w != 0]
@@ -183,10 +257,15 @@ class TRICESampler(Sampler):
         remembered = self.memory.get(proposal.example.id)
         if remembered is None:
             return None
-        return Rationale(proposal.example, remembered.completion, remembered.answer, True, remembered.hinted)
+        return Rationale(
+            proposal.example, remembered.completion, remembered.answer, True, remembered.hinted,
+            answer_end=remembered.answer_end,
+        )
 
     def _remember(self, rationale: Rationale) -> None:
-        self.memory[rationale.example.id] = Remembered(rationale.completion, rationale.answer, rationale.hinted)
+        self.memory[rationale.example.id] = Remembered(
+            rationale.completion, rationale.answer, rationale.hinted, rationale.answer_end
+        )
 
     def state_dict(self) -> dict:
         """The memory as JSON: question id -> rationale text, token ids, answer."""
@@ -199,6 +278,7 @@ class TRICESampler(Sampler):
                     "finished": r.completion.finished,
                     "answer": r.answer,
                     "hinted": r.hinted,
+                    "answer_end": r.answer_end,
                 }
                 for question_id, r in self.memory.items()
             },
@@ -208,7 +288,7 @@ class TRICESampler(Sampler):
         self.seen = set(state["seen"])
         self.memory = {
             question_id: Remembered(
-                Completion(r["text"], tuple(r["token_ids"]), r["finished"]), r["answer"], r["hinted"]
+                Completion(r["text"], tuple(r["token_ids"]), r["finished"]), r["answer"], r["hinted"], r["answer_end"]
             )
             for question_id, r in state["memory"].items()
         }

@@ -12,10 +12,11 @@ import torch.distributed as dist
 
 from emreason.training.data_parallel import join_process_group
 from emreason.training.m_step import MStepTrainer, NonFiniteTrainingError
-from emreason.training.trainer_processes import CLOSE, FAILED, NON_FINITE, OK, START, connect_to_job
+from emreason.training.trainer_processes import CLOSE, FAILED, OK, RAISED, START, connect_to_job
 
 
 def main() -> None:
+    """Serve the job's requests until it closes the trainer."""
     ranks, device = join_process_group()
     job = connect_to_job(ranks.rank)
     trainer = None
@@ -25,14 +26,16 @@ def main() -> None:
             break
         try:
             if method == START:
-                trainer = MStepTrainer(*args, device=device, ranks=ranks)
+                base_model_dir, config, pad_id, seed, checkpoint = args
+                trainer = MStepTrainer(base_model_dir, config, pad_id, seed, device, checkpoint, ranks)
                 reply = (OK, None)
             else:
                 reply = (OK, getattr(trainer, method)(*args))
-        except NonFiniteTrainingError as error:
-            # Every process stops at the same step (they see the same loss and norm), and the
-            # trainer is still the one before that step: the job decides what comes next.
-            reply = (NON_FINITE, str(error))
+        except (NonFiniteTrainingError, OSError) as error:
+            # A non-finite step stops every process at the same step (they see the same loss and
+            # norm), with the trainer still the one before it; a failed checkpoint write (DCP
+            # reports it to every process) leaves the trainer as it was. The job decides.
+            reply = (RAISED, error)
         except Exception:
             job.send((FAILED, traceback.format_exc()))
             raise

@@ -11,6 +11,8 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
 from peft.tuners.lora import LoraLayer
 
+from emreason.checks import at_least
+
 ADAPTER = "adapter"
 # peft's name for the one adapter the policy has.
 ADAPTER_NAME = "default"
@@ -19,7 +21,7 @@ ADAPTER_NAME = "default"
 @dataclass
 class LoraConfig:
     # Rank of each adapter's low-rank update.
-    rank: int = 16
+    rank: int = field(default=16, metadata=at_least(1))
     # Scale of the update: the adapter adds (alpha / rank) * B @ A to a weight.
     alpha: float = 32.0
     # Dropout on the adapters' input (0 keeps the M-step deterministic).
@@ -68,8 +70,10 @@ def merged_state_dict(model, state: dict[str, torch.Tensor]) -> dict[str, torch.
 
 
 def save_merged(model, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """Write the merged weights (`merged_state_dict`) as the base model's safetensors."""
     model.get_base_model().save_pretrained(folder, state_dict=merged_state_dict(model, state))
 
 
 def save_adapter(model, folder: Path) -> None:
+    """Write the adapters alone in peft's format into folder/adapter (what vLLM's LoRA requests load)."""
     model.save_pretrained(folder / ADAPTER)

@@ -1,14 +1,26 @@
 """The M-step objective: a weighted log-likelihood of rationale + answer tokens.
 
 Each sequence is (unhinted prompt, generated rationale and answer). Only the generated tokens
-count; the prompt is context. A sequence's weight is 1 for the filtered samplers and signed for
-TRICE's control variate, which pushes wrong proposals down.
+count; the prompt is context. A sequence's weight is its whole coefficient in the loss,
+normalisation included (`normalised` folds it in before training), so the loss of an optimizer
+step is a plain sum over its sequences and micro-batching cannot change it.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 
 import torch
 import torch.nn.functional as F
+
+
+class Normalisation(str, Enum):
+    """How the filtered samplers' M-step scales each sequence's log-likelihood (docs/training.md).
+    Both divide by a constant of the whole M-step, never by a count of one optimizer step."""
+
+    # Every completion token counts the same: sum_t log p / (the M-step's completion tokens per step).
+    token = "token"
+    # Every sequence counts the same: its mean token log-likelihood / (the M-step's sequences per step).
+    sequence = "sequence"
 
 
 @dataclass(frozen=True)
@@ -21,6 +33,18 @@ class TrainingSequence:
         return len(self.prompt_ids) + len(self.completion_ids)
 
 
+def normalised(sequences: list[TrainingSequence], normalisation: Normalisation, steps: int) -> list[TrainingSequence]:
+    """The sequences with the normaliser folded into their weights, for an M-step of `steps`
+    optimizer steps per pass: weight / (completion tokens / steps) under `token`,
+    weight / |completion| / (sequences / steps) under `sequence`. The divisor is the mean per
+    step, so the loss reads like a mean over a step whatever the step holds."""
+    if normalisation is Normalisation.token:
+        per_step = sum(len(s.completion_ids) for s in sequences) / steps
+        return [replace(s, weight=s.weight / per_step) for s in sequences]
+    per_step = len(sequences) / steps
+    return [replace(s, weight=s.weight / max(len(s.completion_ids), 1) / per_step) for s in sequences]
+
+
 @dataclass
 class Batch:
     input_ids: torch.Tensor  # (B, T), right-padded
@@ -30,6 +54,11 @@ class Batch:
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(*(tensor.to(device) for tensor in vars(self).values()))
+
+    @property
+    def padding(self) -> int:
+        """Pad positions the forward pass computes for nothing."""
+        return int((self.attention_mask == 0).sum())
 
 
 def collate(sequences: list[TrainingSequence], pad_id: int) -> Batch:
@@ -46,8 +75,9 @@ def collate(sequences: list[TrainingSequence], pad_id: int) -> Batch:
     return Batch(input_ids, attention_mask, loss_mask, weights)
 
 
-def sequence_log_likelihoods(model, batch: Batch) -> torch.Tensor:
-    """Per-sequence sum of log p(token) over the completion tokens, shape (B,).
+def completion_logits(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits at the positions that predict completion tokens, shape (N, V) in float32,
+    their targets (N,) and the row of the batch each belongs to (N,).
 
     The vocabulary projection runs on completion positions only: on prompt and padding
     positions it would cost most of the M-step's memory and time for nothing.
@@ -55,14 +85,31 @@ def sequence_log_likelihoods(model, batch: Batch) -> torch.Tensor:
     hidden = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     # Position t predicts token t + 1.
     predicts = batch.loss_mask[:, 1:]
-    logits = model.get_output_embeddings()(hidden[:, :-1][predicts])
+    logits = model.get_output_embeddings()(hidden[:, :-1][predicts]).float()
     targets = batch.input_ids[:, 1:][predicts]
-    token_log_likelihoods = -F.cross_entropy(logits.float(), targets, reduction="none")
     rows = torch.arange(len(batch.weights), device=predicts.device).unsqueeze(1).expand_as(predicts)[predicts]
-    return torch.zeros(len(batch.weights), device=predicts.device).index_add(0, rows, token_log_likelihoods)
+    return logits, targets, rows
 
 
-def weighted_nll(model, batch: Batch, num_tokens: int) -> torch.Tensor:
-    """-sum_i w_i log p(z_i, y_i | x_i), divided by num_tokens (the completion tokens of the
-    whole optimizer step, so micro-batches add up to a per-token mean)."""
-    return -(batch.weights * sequence_log_likelihoods(model, batch)).sum() / num_tokens
+def sequence_log_likelihoods(model, batch: Batch) -> torch.Tensor:
+    """Per-sequence sum of log p(token) over the completion tokens, shape (B,)."""
+    logits, targets, rows = completion_logits(model, batch)
+    token_log_likelihoods = -F.cross_entropy(logits, targets, reduction="none")
+    return torch.zeros(len(batch.weights), device=rows.device).index_add(0, rows, token_log_likelihoods)
+
+
+def weighted_nll(model, batch: Batch) -> torch.Tensor:
+    """-sum_i w_i log p(z_i, y_i | x_i), the log-likelihoods summed over tokens. Micro-batches
+    of one optimizer step add up to the step's loss and gradient."""
+    return -(batch.weights * sequence_log_likelihoods(model, batch)).sum()
+
+
+@torch.no_grad()
+def logit_bias_scores(model, batch: Batch) -> torch.Tensor:
+    """grad_b log p(z_i | x_i) for a bias b added to every output logit, at b = 0, shape (B, V):
+    sum over the completion tokens of (onehot(target) - softmax(logits)). A gradient on a small
+    virtual parameter, computed from one forward pass with no backward; TRICE logs the variance
+    of its gradient estimate on it (samplers/trice.py, `gradient_variance`)."""
+    logits, targets, rows = completion_logits(model, batch)
+    per_token = F.one_hot(targets, logits.shape[-1]).float() - torch.softmax(logits, dim=-1)
+    return torch.zeros(len(batch.weights), logits.shape[-1], device=rows.device).index_add(0, rows, per_token)

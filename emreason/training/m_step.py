@@ -9,34 +9,38 @@ job (trainer_processes.py), each holding a shard of it (FSDP2, data_parallel.py)
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 import torch
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_state_dict,
-    set_model_state_dict,
-    set_state_dict,
-)
+from torch.distributed.fsdp import FSDPModule
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
+from emreason import precision
+from emreason.checks import Checked, above, at_least, one_of
 from emreason.training import lora
-from emreason.training.data_parallel import PolicyLoss, Ranks, TrainerMemory, full_value, shard, trainer_memory
+from emreason.training.data_parallel import (
+    PolicyLoss,
+    Ranks,
+    TrainerMemory,
+    full_value,
+    load_trainer_state,
+    save_trainer_state,
+    shard,
+    trainer_memory,
+    whole_state_dict,
+)
 from emreason.training.lora import LoraConfig
-from emreason.training.loss import TrainingSequence, collate
+from emreason.training.loss import Normalisation, TrainingSequence, collate, normalised
 
+# optimizer.dtype's choices: the dtype the forward and backward passes compute in.
+M_STEP_DTYPES = (precision.AUTO, "float32", "bfloat16")
 # A checkpoint's sharded trainer state (torch.distributed.checkpoint): the trained parameters
 # and their AdamW moments, readable by any number of processes.
 TRAINER_STATE = "trainer"
 TRAINER_RNG = "trainer_rng.json"
-# Only the parameters that train are checkpointed (under LoRA, the adapters); the frozen ones
-# come from the base model.
-TRAINED_ONLY = StateDictOptions(ignore_frozen_params=True, strict=False)
 
 
 class TrainerLauncher(str, Enum):
@@ -45,32 +49,48 @@ class TrainerLauncher(str, Enum):
 
 
 @dataclass
-class OptimizerConfig:
+class OptimizerConfig(Checked):
     # Optimizer name, shown in logs.
     name: str = "adamw"
     # Peak learning rate of AdamW.
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    # Passes over the E-step's sequences per M-step.
-    epochs: int = 1
+    lr: float = field(default=5e-5, metadata=above(0))
+    weight_decay: float = field(default=0.0, metadata=at_least(0))
+    # Passes over the E-step's sequences per M-step (filtered samplers; TRICE takes one step).
+    epochs: int = field(default=1, metadata=at_least(1))
+    # How the filtered samplers' loss weighs sequences: `token` (every completion token counts
+    # the same) or `sequence` (every rationale counts the same, whatever its length); the
+    # divisor is a constant of the whole M-step (docs/training.md). TRICE uses its own weights.
+    normalisation: Normalisation = Normalisation.token
     # Sequences per optimizer step.
-    batch_size: int = 8
+    batch_size: int = field(default=8, metadata=at_least(1))
     # Sequences per forward pass; the step's gradient is the same for any size. On a CPU, 2 is
     # as fast as 8 and holds a quarter of the activations (docs/performance.md).
-    micro_batch_size: int = 2
+    micro_batch_size: int = field(default=2, metadata=at_least(1))
     # Gradient clipping norm (0 disables it).
-    max_grad_norm: float = 1.0
-    # Trainer weights dtype; float32 keeps AdamW exact on a CPU.
-    dtype: str = "float32"
+    max_grad_norm: float = field(default=1.0, metadata=at_least(0))
+    # Compute dtype: float32, or bfloat16 (autocast; the weights, gradients and AdamW state stay
+    # float32, so small updates are not lost); auto = bfloat16 where the hardware computes it
+    # natively (CUDA, CPU flag avx512_bf16 or amx_bf16), else float32 (emreason/precision.py).
+    dtype: str = field(default=precision.AUTO, metadata=one_of(*M_STEP_DTYPES))
     # Train LoRA adapters on the frozen model instead of every weight (optimizer=lora).
     lora: LoraConfig | None = None
     # Processes the M-step runs in, all nodes together (one per GPU, nccl; gloo on CPUs),
-    # started once per job with torchrun. 1 trains in the job's own process.
-    processes: int = 1
-    # Nodes the processes spread over (processes / nodes per node).
-    nodes: int = 1
-    # How the torchrun agents start: on this machine, or one per SLURM node (docs/training.md).
+    # started once per job with torchrun (FSDP2, docs/training.md). 1 trains in the job's own
+    # process.
+    processes: int = field(default=1, metadata=at_least(1))
+    # Nodes the processes spread over, processes / nodes on each.
+    nodes: int = field(default=1, metadata=at_least(1))
+    # How the torchrun agents start: `local` (on this machine) or `srun` (one per node of the
+    # SLURM allocation; docs/training.md).
     launcher: TrainerLauncher = TrainerLauncher.local
+
+    def problems(self) -> list[str]:
+        if self.nodes >= 1 and self.processes % self.nodes:
+            return [
+                f"optimizer.processes={self.processes} is out of range: allowed a multiple of "
+                f"optimizer.nodes={self.nodes} (every node runs the same number of processes)"
+            ]
+        return []
 
 
 @dataclass
@@ -78,6 +98,15 @@ class MStepStats:
     loss: float
     optimizer_steps: int
     tokens_trained: int
+    # Share of the forward passes' positions that were padding.
+    padding_share: float
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "m_step_loss": self.loss,
+            "m_step_optimizer_steps": self.optimizer_steps,
+            "m_step_padding_share": self.padding_share,
+        }
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -95,8 +124,13 @@ class MStepTrainer:
         pad_id: int,
         seed: int,
         device: torch.device | None = None,
+        checkpoint: Path | None = None,
         ranks: Ranks = Ranks(),
     ):
+        """checkpoint: a folder that save_weights (into checkpoint/model) and save_training_state
+        wrote, to continue from (a resumed job) with one load of the weights; None starts from
+        the base model. ranks: this process's place among the M-step processes (sharded when
+        there are several)."""
         self.base_model_dir = base_model_dir
         self.config = config
         self.pad_id = pad_id
@@ -105,27 +139,37 @@ class MStepTrainer:
         # Every process draws the same batch order, so the result does not depend on their number.
         self.rng = random.Random(seed)
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.restart_from_base()
+        self.compute_dtype = getattr(torch, precision.resolve(config.dtype))
+        self._build(checkpoint)
 
     def restart_from_base(self) -> None:
         """The base model (with fresh adapters under LoRA) and a fresh optimizer; also the
         original STaR's outer loop."""
-        dtype = getattr(torch, self.config.dtype)
-        model = AutoModelForCausalLM.from_pretrained(self.base_model_dir, dtype=dtype)
+        self._build(None)
+
+    def _build(self, checkpoint: Path | None) -> None:
+        """The policy and its optimizer, from the base model or continued from checkpoint.
+        Full fine-tuning continues from the checkpoint's weights (model/) and its moments;
+        LoRA from the base model with the checkpoint's adapters and their moments."""
+        weights = checkpoint / "model" if checkpoint and not self.config.lora else self.base_model_dir
+        # float32 master weights whatever the compute dtype (bf16 is autocast, see accumulate_gradients).
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
         if self.config.lora:
             model = lora.add_adapter(model, self.config.lora, self.seed)
         self.model = model.to(self.device).eval()
         self.loss = PolicyLoss(self.model)
         if self.ranks.world_size > 1:
-            shard(self.loss, dtype)
+            shard(self.loss, self.compute_dtype)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        if checkpoint:
+            self._load_training_state(checkpoint, weights=bool(self.config.lora))
 
     def save_weights(self, folder: Path) -> None:
         """Write the policy's weights as safetensors, for the engine to load (under LoRA the
         base weights with the adapters merged in). Sharded, every process takes part and the
         first one writes."""
-        state = self._whole_state()
+        state = self.model.state_dict() if self.ranks.world_size == 1 else whole_state_dict(self.model)
         if self.ranks.rank > 0:
             return
         if self.config.lora:
@@ -133,74 +177,69 @@ class MStepTrainer:
         else:
             self.model.save_pretrained(folder, state_dict=state)
 
-    def _whole_state(self) -> dict[str, torch.Tensor]:
-        """The policy's state dict, gathered onto the first process's CPU when sharded (the
-        others get an empty one)."""
-        if self.ranks.world_size == 1:
-            return self.model.state_dict()
-        gathered = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if not gathered:
-            return gathered
-        # Tied weights (the LM head on the input embeddings) come back as copies; one tensor
-        # again, so that the weights files hold them once, as in one process.
-        parameters = self.model.state_dict(keep_vars=True)
-        first_name = {}
-        for name, parameter in parameters.items():
-            first_name.setdefault(id(parameter), name)
-        return {name: gathered[first_name[id(parameter)]] for name, parameter in parameters.items()}
-
     def save_training_state(self, folder: Path) -> None:
         """What a resumed job needs to train on exactly as this one would, on any number of
         processes: the trained parameters and their optimizer moments (a sharded checkpoint,
         folder/trainer) and the batch order."""
         # Before the first step there are no moments: asking for them would make torch take an
         # empty step, which counts in AdamW's bias correction.
-        state = self._training_state(with_moments=bool(self.optimizer.state))
-        dcp.save(state, checkpoint_id=folder / TRAINER_STATE, no_dist=self.ranks.world_size == 1)
+        save_trainer_state(self.model, self.optimizer, folder / TRAINER_STATE, moments=bool(self.optimizer.state))
         if self.ranks.rank == 0:
             (folder / TRAINER_RNG).write_text(json.dumps(self.rng.getstate()))
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Continue from what save_training_state wrote, whatever number of processes wrote it."""
-        saved = dcp.FileSystemReader(folder / TRAINER_STATE).read_metadata().state_dict_metadata
-        # The current state is the template DCP reads into: these shapes, this process's shards.
-        state = self._training_state(with_moments=any(key.startswith("optimizer.") for key in saved))
-        dcp.load(state, checkpoint_id=folder / TRAINER_STATE, no_dist=self.ranks.world_size == 1)
-        if "optimizer" in state:
-            set_state_dict(
-                self.model, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-                options=TRAINED_ONLY,
-            )
-        else:
-            set_model_state_dict(self.model, state["model"], options=TRAINED_ONLY)
+        """Continue from what save_training_state wrote, whatever number of processes wrote it,
+        into this trainer's model and optimizer."""
+        self._load_training_state(folder, weights=True)
+
+    def _load_training_state(self, folder: Path, weights: bool) -> None:
+        """The moments, the batch order and, with `weights`, the trained parameters."""
+        load_trainer_state(self.model, self.optimizer, folder / TRAINER_STATE, weights=weights)
         version, rng_state, gauss = json.loads((folder / TRAINER_RNG).read_text())
         self.rng.setstate((version, tuple(rng_state), gauss))
 
-    def _training_state(self, with_moments: bool) -> dict:
-        if not with_moments:
-            return {"model": get_model_state_dict(self.model, options=TRAINED_ONLY)}
-        model_state, optimizer_state = get_state_dict(self.model, self.optimizer, options=TRAINED_ONLY)
-        return {"model": model_state, "optimizer": optimizer_state}
-
     def memory(self) -> TrainerMemory:
+        """What this process holds of the trainer, and its peak memory."""
         return trainer_memory(list(self.model.parameters()), self.optimizer)
 
     def close(self) -> None:
         """Nothing to stop: the trainer lives in the job's process (see TrainerProcesses)."""
 
-    def batches(self, sequences: list[TrainingSequence]) -> list[list[TrainingSequence]]:
-        """Optimizer steps of similar-length sequences (little padding), in random order."""
-        by_length = sorted(sequences, key=len)
-        size = self.config.batch_size
-        steps = [by_length[i : i + size] for i in range(0, len(by_length), size)]
-        self.rng.shuffle(steps)
-        return steps
+    def m_step(self, sequences: list[TrainingSequence], optimizer_steps: int | None = None) -> MStepStats:
+        """The filtered samplers' M-step: `epochs` passes over the sequences in random steps of
+        `batch_size`, or exactly `optimizer_steps` steps (cycling through fresh passes), each
+        sequence weighted by `normalisation`."""
+        steps_per_pass = math.ceil(len(sequences) / self.config.batch_size)
+        sequences = normalised(sequences, self.config.normalisation, steps_per_pass)
+        steps = []
+        passes = self.config.epochs if optimizer_steps is None else math.ceil(optimizer_steps / steps_per_pass)
+        for _ in range(passes):
+            steps += random_steps(sequences, self.config.batch_size, self.rng)
+        return self._run(steps[:optimizer_steps])
 
-    def m_step(self, sequences: list[TrainingSequence]) -> MStepStats:
-        steps = [step for _ in range(self.config.epochs) for step in self.batches(sequences)]
+    def estimator_step(self, sequences: list[TrainingSequence]) -> MStepStats:
+        """One optimizer step whose gradient is that of -sum_i w_i log p(z_i, y_i | x_i), the
+        weights taken as they are (TRICE's estimator, samplers/trice.py)."""
+        return self._run([by_length(sequences)])
+
+    @torch.no_grad()
+    def log_likelihood_scores(self, sequences: list[TrainingSequence]) -> torch.Tensor:
+        """`logit_bias_scores` of each sequence at the current weights, shape (len, V), on the CPU.
+        Sharded, every process computes all of them (their forward passes gather the layers
+        together)."""
+        size = self.config.micro_batch_size
+        batches = [collate(sequences[i : i + size], self.pad_id) for i in range(0, len(sequences), size)]
+        scores = torch.cat([self.loss(batch.to(self.device), scores=True).cpu() for batch in batches])
+        if isinstance(self.loss, FSDPModule):
+            # A forward pass with no backward leaves the root unit's parameters gathered.
+            self.loss.reshard()
+        return scores
+
+    def _run(self, steps: list[list[TrainingSequence]]) -> MStepStats:
         losses = self.train(steps)
         tokens = sum(len(s.completion_ids) for step in steps for s in step)
-        return MStepStats(sum(losses) / len(losses), len(steps), tokens)
+        padding = padding_share(steps, self.config.micro_batch_size)
+        return MStepStats(sum(losses) / len(losses), len(steps), tokens, padding)
 
     def train(self, steps: list[list[TrainingSequence]]) -> list[float]:
         """Apply the optimizer steps in order; their losses."""
@@ -224,14 +263,41 @@ class MStepTrainer:
 
     def accumulate_gradients(self, step: list[TrainingSequence]) -> float:
         """Backpropagate the step's loss (this process's share of its sequences, micro-batch by
-        micro-batch; FSDP sums the shares' gradients); the step's loss."""
-        num_tokens = sum(len(s.completion_ids) for s in step)
+        micro-batch; sharded, FSDP sums the shares' gradients); the step's loss."""
         loss = 0.0
         for micro_batch in self.ranks.micro_batches(step, self.config.micro_batch_size):
-            micro_loss = self.loss(collate(micro_batch, self.pad_id).to(self.device), num_tokens)
+            with torch.autocast(self.device.type, self.compute_dtype, enabled=self.compute_dtype != torch.float32):
+                micro_loss = self.loss(collate(micro_batch, self.pad_id).to(self.device))
             micro_loss.backward()
             loss += micro_loss.item()
         return self.ranks.sum(loss, self.device)
+
+
+def by_length(step: list[TrainingSequence]) -> list[TrainingSequence]:
+    """A step's sequences ordered by length, so its micro-batches pad little. The order inside
+    a step does not change its gradient (a sum over its sequences)."""
+    return sorted(step, key=len)
+
+
+def random_steps(sequences: list[TrainingSequence], batch_size: int, rng: random.Random) -> list[list[TrainingSequence]]:
+    """One pass as optimizer steps of `batch_size`: which sequences share a step is a seeded
+    shuffle of their positions, independent of their lengths (length-sorted steps would put the
+    long rationales together and weigh the steps unevenly)."""
+    order = list(range(len(sequences)))
+    rng.shuffle(order)
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return [by_length([sequences[i] for i in chunk]) for chunk in chunks]
+
+
+def padding_share(steps: list[list[TrainingSequence]], micro_batch_size: int) -> float:
+    """Padded positions / all positions of the steps' forward passes (one process)."""
+    padded = total = 0
+    for step in steps:
+        for start in range(0, len(step), micro_batch_size):
+            lengths = [len(s) for s in step[start : start + micro_batch_size]]
+            padded += max(lengths) * len(lengths) - sum(lengths)
+            total += max(lengths) * len(lengths)
+    return padded / total if total else 0.0
 
 
 def check_finite(which: str, loss: float, grad_norm: float) -> None:

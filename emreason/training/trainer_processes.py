@@ -1,8 +1,9 @@
 """The M-step's processes for the whole job: started once with torchrun, each holding a shard
 of the trainer (FSDP2), and driven from the job's process through a socket per process.
 
-The job's `TrainerProcesses` has the trainer's interface (m_step, save_weights for the engine,
-save_training_state and load_checkpoint for checkpoints, restart_from_base); each call is sent
+The job's `TrainerProcesses` has the trainer's interface (m_step, TRICE's estimator_step and
+log_likelihood_scores, save_weights for the engine, save_training_state and load_checkpoint for
+checkpoints, restart_from_base); each call is sent
 to every process (distributed.py) and returns what process 0 answers. Nothing of the model
 stays in the job's process, and nothing is reloaded between M-steps.
 
@@ -23,9 +24,11 @@ import sys
 from multiprocessing.connection import Client, Connection, answer_challenge, deliver_challenge
 from pathlib import Path
 
+import torch
+
 from emreason.training.data_parallel import TrainerMemory
 from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepStats, MStepTrainer, NonFiniteTrainingError, OptimizerConfig, TrainerLauncher
+from emreason.training.m_step import MStepStats, MStepTrainer, OptimizerConfig, TrainerLauncher
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,11 @@ WORKER = "emreason.training.distributed"
 # How a process finds and proves itself to the job (set in the agents' environment).
 ADDRESS_ENV = "EMREASON_TRAINER_ADDRESS"
 AUTHKEY_ENV = "EMREASON_TRAINER_AUTHKEY"
-# Requests beside the trainer's own methods, and the kinds of reply.
+# Requests beside the trainer's own methods, and the kinds of reply: RAISED carries an error the
+# job handles as it would from one process (a non-finite step, a full disk), FAILED the
+# traceback of any other error, after which that process exits.
 START, CLOSE = "start", "close"
-OK, NON_FINITE, FAILED = "ok", "non-finite", "failed"
+OK, RAISED, FAILED = "ok", "raised", "failed"
 # prctl's option number (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 # Seconds the agents get to finish after `close` before they are killed.
@@ -46,16 +51,25 @@ class TrainerProcessesError(RuntimeError):
     """The M-step processes failed or exited; their own output says why."""
 
 
-def start_trainer(base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int):
-    """The job's trainer: in this process, or in `config.processes` processes."""
+def start_trainer(
+    base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int, checkpoint: Path | None = None
+) -> "Trainer":
+    """The job's trainer: in this process, or in `config.processes` processes; continued from
+    `checkpoint` when given (see MStepTrainer)."""
     if config.processes == 1:
-        return MStepTrainer(base_model_dir, config, pad_id, seed)
-    return TrainerProcesses(base_model_dir, config, pad_id, seed)
+        return MStepTrainer(base_model_dir, config, pad_id, seed, checkpoint=checkpoint)
+    return TrainerProcesses(base_model_dir, config, pad_id, seed, checkpoint)
 
 
 class TrainerProcesses:
-    def __init__(self, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int):
+    """MStepTrainer's interface to the trainer sharded over the M-step processes: each method
+    runs MStepTrainer's in every process and returns process 0's result."""
+
+    def __init__(
+        self, base_model_dir: Path, config: OptimizerConfig, pad_id: int, seed: int, checkpoint: Path | None = None
+    ):
         self.config = config
+        self.connections: list[Connection] = []
         authkey = secrets.token_bytes(32)
         server = socket.create_server(("", 0))
         server.listen(config.processes)
@@ -70,24 +84,37 @@ class TrainerProcesses:
         try:
             with server:
                 self.connections = self._accept(server, authkey)
-            self._call(START, base_model_dir, config, pad_id, seed)
+            self._call(START, base_model_dir, config, pad_id, seed, checkpoint)
         except BaseException:
-            self._stop_agents()
+            self.close()
             raise
 
-    def m_step(self, sequences: list[TrainingSequence]) -> MStepStats:
-        return self._call("m_step", sequences)
+    def m_step(self, sequences: list[TrainingSequence], optimizer_steps: int | None = None) -> MStepStats:
+        """The filtered samplers' M-step (MStepTrainer.m_step)."""
+        return self._call("m_step", sequences, optimizer_steps)
+
+    def estimator_step(self, sequences: list[TrainingSequence]) -> MStepStats:
+        """TRICE's one optimizer step (MStepTrainer.estimator_step)."""
+        return self._call("estimator_step", sequences)
+
+    def log_likelihood_scores(self, sequences: list[TrainingSequence]) -> torch.Tensor:
+        """MStepTrainer.log_likelihood_scores."""
+        return self._call("log_likelihood_scores", sequences)
 
     def restart_from_base(self) -> None:
+        """The base model and a fresh optimizer (MStepTrainer.restart_from_base)."""
         self._call("restart_from_base")
 
     def save_weights(self, folder: Path) -> None:
+        """The engine's weights, written by process 0 (MStepTrainer.save_weights)."""
         self._call("save_weights", folder)
 
     def save_training_state(self, folder: Path) -> None:
+        """The sharded checkpoint, every process writing its shards (MStepTrainer.save_training_state)."""
         self._call("save_training_state", folder)
 
     def load_checkpoint(self, folder: Path) -> None:
+        """Continue from a checkpoint of any number of processes (MStepTrainer.load_checkpoint)."""
         self._call("load_checkpoint", folder)
 
     def memory(self) -> list[TrainerMemory]:
@@ -95,6 +122,7 @@ class TrainerProcesses:
         return self._call_each("memory")
 
     def close(self) -> None:
+        """Stop the processes (they finish the request they are in first)."""
         for connection in self.connections:
             try:
                 connection.send((CLOSE, ()))
@@ -115,8 +143,8 @@ class TrainerProcesses:
         for kind, value in replies:
             if kind == FAILED:
                 raise TrainerProcessesError(f"The M-step processes failed during `{method}`:\n{value}")
-            if kind == NON_FINITE:
-                raise NonFiniteTrainingError(value)
+            if kind == RAISED:
+                raise value
         return [value for _, value in replies]
 
     def _accept(self, server: socket.socket, authkey: bytes) -> list[Connection]:
@@ -149,6 +177,10 @@ class TrainerProcesses:
         return "exit codes " + ", ".join(str(agent.poll()) for agent in self.agents)
 
 
+# The job's trainer: in its own process, or sharded over the M-step processes.
+Trainer = MStepTrainer | TrainerProcesses
+
+
 def agent_commands(config: OptimizerConfig, host: str) -> list[list[str]]:
     """The torchrun agents to start: one per node, each starting processes / nodes processes."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={config.processes // config.nodes}"]
@@ -169,6 +201,7 @@ def stop_with_parent() -> None:
 
 
 def free_port() -> int:
+    """A TCP port free on this machine now."""
     with socket.socket() as probe:
         probe.bind(("", 0))
         return probe.getsockname()[1]

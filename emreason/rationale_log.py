@@ -1,0 +1,56 @@
+"""Every rationale of a run on disk, so that its grades can be audited (emreason-grade) and
+re-graded: `rationales/<iteration>-<phase>.jsonl` in the run directory, one JSON object per
+rationale with its question, gold answer, completion and grade. A redone iteration (after a
+resume) rewrites its files, so each holds one iteration's rationales once."""
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from emreason.data.example import AnswerKind, Example
+from emreason.samplers.base import Rationale
+
+FOLDER = "rationales"
+
+
+def write(run_dir: Path, iteration: int, phase: str, rationales: list[Rationale]) -> Path:
+    """Write one phase's rationales ("e_step" or "evaluation") atomically; returns the file."""
+    folder = Path(run_dir) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{iteration:03d}-{phase}.jsonl"
+    partial = path.with_suffix(".partial")
+    with partial.open("w") as file:
+        for r in rationales:
+            record = {
+                "iteration": iteration,
+                "phase": phase,
+                "example": asdict(r.example),
+                "hinted": r.hinted,
+                "completion": r.completion.text,
+                "finished": r.completion.finished,
+                "answer": r.answer,
+                "correct": r.correct,
+            }
+            file.write(json.dumps(record) + "\n")
+    os.replace(partial, path)
+    return path
+
+
+def read(run_dir: Path) -> list[dict]:
+    """All records of a run, in iteration and phase order, each with its Example rebuilt under
+    "example". Raises FileNotFoundError when the run has no rationales folder."""
+    folder = Path(run_dir) / FOLDER
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no {FOLDER}/ folder: it is not an emreason run directory")
+    records = []
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            fields = record["example"]
+            record["example"] = Example(
+                fields["id"], fields["question"], fields["answer"], AnswerKind(fields["answer_kind"]),
+                tuple(fields["choices"]),
+            )
+            records.append(record)
+    return records

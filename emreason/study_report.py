@@ -1,0 +1,327 @@
+"""The sampler study's section of `emreason-report` (docs/study.md): per benchmark, each arm's
+final test accuracy with its 95% interval, the gains over zero-shot and the differences between
+arms as paired intervals with p-values, the verdict on each claim of the study, rationale lengths
+and cost. Per-question grades come from each run's rationales/ folder (emreason/rationale_log.py);
+runs read from W&B have none, and the section then says so.
+
+An arm is a sampler as the report labels it (TRICE without its control variate is an arm of its
+own); the zero-shot arm is the iteration-0 evaluation, one per seed. Runs of one seed answer the
+same test questions (the test sample is a function of the seed), which pairs every comparison.
+"""
+
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emreason import rationale_log
+from emreason.evaluation import answer_kappa
+from emreason.study_stats import Comparison, Interval, compare, seed_stratified_interval, verdict
+
+ZERO_SHOT = "zero-shot"
+SAMPLER_ARMS = ("rs", "star", "pps", "trice", "trice_no_cv")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Claim: outcome(better) − outcome(worse) > 0 for every (better, worse) part.
+    binary: the outcome is test correctness (0/1), else the final rationales' length in words."""
+
+    number: int
+    text: str
+    binary: bool
+    parts: tuple[tuple[str, str], ...]
+
+
+# Stated before the study was run (docs/study.md); lengths are oriented other − pps.
+CLAIMS = (
+    Claim(1, "Every sampler beats the zero-shot baseline", True, tuple((arm, ZERO_SHOT) for arm in SAMPLER_ARMS)),
+    Claim(2, "PPS beats STaR and RS-M at equal E-step budget", True, (("pps", "star"), ("pps", "rs"))),
+    Claim(3, "PPS rationales are shorter than the others'", False, tuple((arm, "pps") for arm in SAMPLER_ARMS if arm != "pps")),
+    Claim(4, "TRICE with the control variate beats TRICE without it, which beats STaR", True, (("trice", "trice_no_cv"), ("trice_no_cv", "star"))),
+)
+
+
+class StudyError(Exception):
+    """Runs that cannot be compared, explained for the user."""
+
+
+@dataclass
+class Graded:
+    """One evaluation of one run, per test question id: correct or not, and the rationale's
+    length in words (whitespace-separated; the log keeps text, not tokens)."""
+
+    correct: dict[str, bool]
+    words: dict[str, int]
+    # Chance of a uniform guess per question (1 / choices); absent for questions without choices.
+    chance: dict[str, float]
+    # Cohen's kappa of the answers against the golds (emreason/evaluation.py): 0 for a collapse.
+    kappa: float | None
+    # The commonest answer given and its share of the questions (None: no answer).
+    top_answer: tuple[str | None, float]
+
+
+@dataclass
+class Table:
+    title: str
+    note: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    tables: list[Table] = field(default_factory=list)
+    plots: list[tuple[str, Path]] = field(default_factory=list)  # (title, PNG file)
+    # Why the section is empty, when it is.
+    note: str | None = None
+
+
+def graded(records: list[dict]) -> Graded:
+    answer, count = Counter(r["answer"] for r in records).most_common(1)[0]
+    return Graded(
+        {r["example"].id: bool(r["correct"]) for r in records},
+        {r["example"].id: len(r["completion"].split()) for r in records},
+        {r["example"].id: 1 / len(r["example"].choices) for r in records if r["example"].choices},
+        answer_kappa([r["example"].answer for r in records], [r["answer"] for r in records], [r["correct"] for r in records]),
+        (answer, count / len(records)),
+    )
+
+
+def read_evaluations(run_dir: Path) -> tuple[Graded, Graded]:
+    """The zero-shot (iteration 0) and last evaluations of a run."""
+    evaluations = defaultdict(list)
+    for record in rationale_log.read(run_dir):
+        if record["phase"] == "evaluation":
+            evaluations[record["iteration"]].append(record)
+    if 0 not in evaluations:
+        raise StudyError(f"{run_dir} has no iteration-0 evaluation in {rationale_log.FOLDER}/")
+    return graded(evaluations[0]), graded(evaluations[max(evaluations)])
+
+
+@dataclass
+class Group:
+    """The runs of one benchmark and model: per arm, per seed, the final evaluation, plus the
+    metrics rows (for cost) of every run of a sampler arm."""
+
+    final: dict[str, dict[int, Graded]] = field(default_factory=lambda: defaultdict(dict))
+    rows: dict[str, list[list[dict]]] = field(default_factory=lambda: defaultdict(list))
+
+
+def groups(runs: list) -> dict[tuple[str, str], Group]:
+    """runs: report.Run objects with a directory. Two runs of one arm and seed are an error."""
+    grouped: dict[tuple[str, str], Group] = defaultdict(Group)
+    for run in sorted(runs, key=lambda run: run.name):
+        group = grouped[(run.dataset, run.model)]
+        if run.seed in group.final[run.sampler]:
+            raise StudyError(f"two runs of arm {run.sampler} with seed {run.seed} on {run.dataset}, e.g. {run.name}")
+        baseline, final = read_evaluations(run.directory)
+        group.final[ZERO_SHOT].setdefault(run.seed, baseline)
+        group.final[run.sampler][run.seed] = final
+        group.rows[run.sampler].append(run.rows)
+    return dict(sorted(grouped.items()))
+
+
+def paired(group: Group, better: str, worse: str, key: str) -> tuple[list[list[float]], list[list[float]]]:
+    """The two arms' outcomes (key: "correct" or "words") on the questions of each seed both ran."""
+    better_per_seed, worse_per_seed = [], []
+    for seed in sorted(group.final[better].keys() & group.final[worse].keys()):
+        b, w = group.final[better][seed], group.final[worse][seed]
+        if b.correct.keys() != w.correct.keys():
+            raise StudyError(f"{better} and {worse} were evaluated on different test questions with seed {seed}")
+        questions = sorted(b.correct)
+        better_per_seed.append([float(getattr(b, key)[q]) for q in questions])
+        worse_per_seed.append([float(getattr(w, key)[q]) for q in questions])
+    return better_per_seed, worse_per_seed
+
+
+def comparison(group: Group, better: str, worse: str, binary: bool, parts: int = 1) -> Comparison | None:
+    """None when the arms share no seed."""
+    better_per_seed, worse_per_seed = paired(group, better, worse, "correct" if binary else "words")
+    if not better_per_seed:
+        return None
+    return compare(better, worse, better_per_seed, worse_per_seed, binary=binary, parts=parts)
+
+
+def ordered_arms(group: Group) -> list[str]:
+    known = [ZERO_SHOT, *SAMPLER_ARMS]
+    return sorted(group.final, key=lambda arm: (known.index(arm) if arm in known else len(known), arm))
+
+
+def accuracy(group: Group, arm: str) -> Interval:
+    per_seed = group.final[arm]
+    return seed_stratified_interval([[float(c) for c in per_seed[seed].correct.values()] for seed in sorted(per_seed)])
+
+
+def chance_level(group: Group) -> float | None:
+    """Mean over the zero-shot test questions of 1 / choices; None without choices."""
+    chances = [c for graded_ in group.final[ZERO_SHOT].values() for c in graded_.chance.values()]
+    return sum(chances) / len(chances) if chances else None
+
+
+def interval_text(interval: Interval, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return f"{interval.estimate:{sign}.3f} [{interval.low:{sign}.3f}, {interval.high:{sign}.3f}]"
+
+
+def accuracy_table(grouped: dict) -> Table:
+    rows = []
+    for (dataset, model), group in grouped.items():
+        chance = chance_level(group)
+        for arm in ordered_arms(group):
+            per_seed = [group.final[arm][seed] for seed in sorted(group.final[arm])]
+            rows.append([
+                dataset, model, arm, str(len(per_seed)), interval_text(accuracy(group, arm)),
+                ", ".join(f"{sum(g.correct.values()) / len(g.correct):.3f}" for g in per_seed),
+                ", ".join("-" if g.kappa is None else f"{g.kappa:+.3f}" for g in per_seed),
+                ", ".join(f"{g.top_answer[0] or 'none'} {g.top_answer[1]:.0%}" for g in per_seed),
+                "-" if chance is None else f"{chance:.3f}",
+            ])
+    return Table(
+        "Final test accuracy", "Mean over seeds with its 95% bootstrap interval over the test questions of each seed; "
+        "zero-shot = iteration 0. Per seed: each seed's own accuracy (their spread shows the training noise the "
+        "interval leaves out), Cohen's kappa of its answers against the golds (0: answers unrelated to the question, "
+        "as after a collapse onto one answer, whatever the accuracy; 1: all right) and its commonest answer's share.",
+        ["dataset", "model", "arm", "seeds", "accuracy [95% CI]", "per seed", "kappa per seed", "commonest answer", "chance"],
+        rows,
+    )
+
+
+def differences_table(grouped: dict) -> Table:
+    rows = []
+    for (dataset, model), group in grouped.items():
+        arms = [arm for arm in ordered_arms(group) if arm != ZERO_SHOT]
+        pairs = [(arm, ZERO_SHOT) for arm in arms] + [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]]
+        for better, worse in pairs:
+            result = comparison(group, better, worse, binary=True)
+            if result is not None:
+                rows.append([dataset, model, f"{better} − {worse}", interval_text(result.interval, signed=True), f"{result.p_value:.3g}"])
+    return Table(
+        "Paired differences in test accuracy", "On the same test questions of each seed; p: exact McNemar test.",
+        ["dataset", "model", "difference", "difference [95% CI]", "p"], rows,
+    )
+
+
+def verdict_table(grouped: dict) -> Table:
+    rows = []
+    for (dataset, model), group in grouped.items():
+        for claim in CLAIMS:
+            missing = sorted({arm for part in claim.parts for arm in part} - group.final.keys())
+            if missing:
+                rows.append([str(claim.number), claim.text, dataset, model, "not tested", f"no runs of {', '.join(missing)}"])
+                continue
+            parts = [comparison(group, b, w, claim.binary, parts=len(claim.parts)) for b, w in claim.parts]
+            if None in parts:
+                rows.append([str(claim.number), claim.text, dataset, model, "not tested", "arms share no seed"])
+                continue
+            unit = "" if claim.binary else " words"
+            detail = "; ".join(f"{p.better} − {p.worse}: {interval_text(p.interval, signed=True)}{unit}, p={p.p_value:.2g}" for p in parts)
+            widest = max(p.interval.half_width for p in parts)
+            rows.append([str(claim.number), claim.text, dataset, model, f"{verdict(parts).value} (±{widest:.3f}{unit})", detail])
+    return Table(
+        "Verdicts", "held: every part's 95% interval lies above 0; refuted: some part's interval at the Bonferroni level "
+        "(1 − 0.05 / parts) lies below 0; inconclusive: neither, at the interval width shown (the widest part's "
+        "half-width). Accuracy claims compare final test accuracy; claim 3 compares the final rationales' length in "
+        "words on the same test questions (other − pps).",
+        ["claim", "statement", "dataset", "model", "verdict", "parts: difference [95% CI], p"], rows,
+    )
+
+
+def cost_table(grouped: dict) -> Table:
+    rows = []
+    for (dataset, model), group in grouped.items():
+        for arm in ordered_arms(group):
+            if arm == ZERO_SHOT:
+                continue
+            runs_rows = group.rows[arm]
+            tokens = [sum(r.get("tokens_generated", 0) for r in rows_[1:]) for rows_ in runs_rows]
+            kept = [sum(r.get("rationales_kept", 0) for r in rows_[1:]) for rows_ in runs_rows]
+            seconds = [sum(r.get(k) or 0 for r in rows_[1:] for k in ("e_step_s", "m_step_s", "sync_s", "eval_s")) for rows_ in runs_rows]
+            rows.append([dataset, model, arm, str(len(runs_rows)), f"{statistics.fmean(tokens):.0f}",
+                         f"{sum(tokens) / max(sum(kept), 1):.1f}", f"{statistics.fmean(seconds):.0f}"])
+    return Table(
+        "Cost per arm", "Per run, mean over seeds, EM iterations only (the zero-shot evaluation is shared): tokens the "
+        "E-steps generated, tokens generated per kept rationale, wall seconds of E-step + M-step + weight sync + evaluation.",
+        ["dataset", "model", "arm", "seeds", "tokens generated", "tokens per kept rationale", "wall seconds"], rows,
+    )
+
+
+def length_table(grouped: dict) -> Table:
+    rows = []
+    for (dataset, model), group in grouped.items():
+        for arm in ordered_arms(group):
+            words = sorted(w for graded_ in group.final[arm].values() for w in graded_.words.values())
+            rows.append([dataset, model, arm, f"{sum(words) / len(words):.1f}", str(words[len(words) // 2]), str(words[-1])])
+    return Table(
+        "Length of the final test rationales (words)", "Greedy answers of the final model to the test questions, all seeds.",
+        ["dataset", "model", "arm", "mean", "median", "max"], rows,
+    )
+
+
+def panels(grouped: dict):
+    """pyplot, a figure with one panel per (dataset, model), and (axis, (key, group)) pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(grouped), figsize=(5 * len(grouped), 4.5), squeeze=False)
+    return plt, figure, zip(axes[0], grouped.items())
+
+
+def save(plt, figure, title: str, path: Path) -> None:
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_accuracy(grouped: dict, path: Path) -> None:
+    """Final accuracy per arm with its 95% interval, on a 0-1 axis, chance level dashed."""
+    plt, figure, panel_groups = panels(grouped)
+    for axis, ((dataset, model), group) in panel_groups:
+        arms = ordered_arms(group)
+        intervals = [accuracy(group, arm) for arm in arms]
+        axis.errorbar(
+            range(len(arms)), [i.estimate for i in intervals],
+            yerr=[[i.estimate - i.low for i in intervals], [i.high - i.estimate for i in intervals]],
+            fmt="o", capsize=5,
+        )
+        chance = chance_level(group)
+        if chance is not None:
+            axis.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
+            axis.legend(loc="upper right")
+        axis.set(title=f"{dataset} · {model}", ylabel="final test accuracy", ylim=(0, 1))
+        axis.set_xticks(range(len(arms)), arms, rotation=20)
+        axis.grid(axis="y", alpha=0.3)
+    save(plt, figure, "Final test accuracy, mean over seeds, 95% bootstrap interval over test questions", path)
+
+
+def plot_lengths(grouped: dict, path: Path) -> None:
+    """Distribution of the final test rationales' length per arm (box plots)."""
+    plt, figure, panel_groups = panels(grouped)
+    for axis, ((dataset, model), group) in panel_groups:
+        arms = ordered_arms(group)
+        words = [[w for graded_ in group.final[arm].values() for w in graded_.words.values()] for arm in arms]
+        axis.boxplot(words, tick_labels=arms)
+        axis.set(title=f"{dataset} · {model}", ylabel="words", ylim=(0, None))
+        axis.tick_params(axis="x", rotation=20)
+        axis.grid(axis="y", alpha=0.3)
+    save(plt, figure, "Length of the final test rationales, all seeds", path)
+
+
+def section(runs: list, out: Path) -> Section:
+    """The study's tables and plots (written into out) for report.Run objects; a note instead
+    when the runs have no per-question grades. Raises StudyError for runs that cannot be paired."""
+    with_grades = [run for run in runs if run.directory is not None and (run.directory / rationale_log.FOLDER).is_dir()]
+    if not with_grades:
+        return Section(note="No per-question grades (no run has a rationales/ folder), so no intervals or verdicts.")
+    grouped = groups(with_grades)
+    plot_accuracy(grouped, out / "study_accuracy.png")
+    plot_lengths(grouped, out / "study_lengths.png")
+    return Section(
+        tables=[verdict_table(grouped), accuracy_table(grouped), differences_table(grouped), length_table(grouped), cost_table(grouped)],
+        plots=[("Final test accuracy with 95% intervals", out / "study_accuracy.png"),
+               ("Length of the final test rationales", out / "study_lengths.png")],
+        note=None if len(with_grades) == len(runs) else f"{len(runs) - len(with_grades)} runs without per-question grades are left out.",
+    )

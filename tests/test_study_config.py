@@ -1,0 +1,71 @@
+"""The study's presets compose: experiment=study (5 arms at one E-step budget, 2 benchmarks,
+3 seeds) and hparams_search=study_pilot (an Optuna search on the validation split)."""
+
+import itertools
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from emreason.data.loading import load_benchmark
+from fakes import compose_config as composed
+
+ARMS = ["rs", "star", "pps", "trice", "trice_no_cv"]
+
+
+def rationales_per_question(sampler) -> int:
+    """The most rationales an E-step draws per question, for each sampler's settings."""
+    return {
+        "rs": lambda: sampler.budget,
+        "pps": lambda: sampler.samples_per_question,
+        "star": lambda: sampler.samples_per_question + sampler.rationalization_samples,
+        "trice": lambda: sampler.init_samples + 1,  # a new question: memory init, then one proposal
+    }[sampler.name]()
+
+
+def test_the_study_sweeps_30_jobs_of_5_arms():
+    params = composed("experiment=study", hydra=True).hydra.sweeper.params
+    overrides = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    jobs = list(itertools.product(*[list(override.sweep_string_iterator()) for override in overrides]))
+    assert len(jobs) == 30
+    assert set(params["arm"].split(",")) == set(ARMS)
+    assert set(params["dataset"].split(",")) == {"arc_easy", "openbookqa"}
+    # Every arm of seed 0 on one benchmark first: a study stopped early holds paired comparisons.
+    first = [dict(zip([o.key_or_group for o in overrides], job)) for job in jobs[:5]]
+    assert {job["arm"] for job in first} == set(ARMS)
+    assert {(job["seed"], job["dataset"]) for job in first} == {("0", "arc_easy")}
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_every_arm_has_the_same_e_step_budget(arm):
+    cfg = composed("experiment=study", f"arm={arm}")
+    assert rationales_per_question(cfg.sampler) == 4
+    assert cfg.sampler.name == arm.removesuffix("_no_cv")
+    if cfg.sampler.name == "trice":
+        assert cfg.sampler.control_variate is (arm == "trice")
+    assert cfg.dataset.test_split == "test" and cfg.dataset.test_size == 200
+
+
+def test_the_pilot_keeps_its_optuna_study_in_its_sweep_folder_made_before_the_sweep(tmp_path):
+    sweep = tmp_path / "pilot"
+    cfg = composed("hparams_search=study_pilot", f"hydra.sweep.dir={sweep}", hydra=True)
+    assert not sweep.exists()
+    assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep}/optuna.db" and sweep.is_dir()
+    # A rerun finds the trials of the first run in it.
+    first = optuna.create_study(storage=cfg.hydra.sweeper.storage, study_name=cfg.hydra.sweeper.study_name, direction="maximize")
+    first.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    again = optuna.load_study(storage=cfg.hydra.sweeper.storage, study_name=cfg.hydra.sweeper.study_name)
+    assert [trial.value for trial in again.trials] == [0.5]
+
+
+def test_the_pilot_maximises_the_kappa_of_validation_answers_only():
+    cfg = composed("hparams_search=study_pilot", hydra=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.objective == "test_answer_kappa"
+    assert set(cfg.hydra.sweeper.params) == {"optimizer.lr", "optimizer.epochs"}
+    study = composed("experiment=study")
+    assert (cfg.em.iterations, cfg.em.questions_per_iteration) == (study.em.iterations, study.em.questions_per_iteration)
+    benchmark = load_benchmark(cfg.dataset, cfg.seed)
+    test = load_benchmark(composed().dataset, cfg.seed).test
+    assert len(benchmark.test) == 200
+    assert not {q.id for q in benchmark.test} & {q.id for q in test}  # validation is not the test split
