@@ -98,12 +98,15 @@ class SampledEvaluation:
 
 def majority_vote(answers: list[Rationale]) -> Rationale | None:
     """A rationale giving the most frequent parseable answer (ties: the answer given first);
-    None when no answer parses. Answers are grouped by their extracted text."""
-    counts = Counter(a.answer for a in answers if a.answer is not None)
-    if not counts:
+    None when no answer parses. Answers are counted in the grader's canonical form, so "5" and
+    "5.0" are one answer."""
+    voted = [a for a in answers if a.answer is not None]
+    forms = [canonical(a.answer, a.example.answer_kind) for a in voted]
+    if not forms:
         return None
+    counts = Counter(forms)
     winner = max(counts, key=counts.get)  # max keeps the first of equal counts
-    return next(a for a in answers if a.answer == winner)
+    return voted[forms.index(winner)]
 
 
 def evaluate_sampled(
