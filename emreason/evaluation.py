@@ -10,6 +10,7 @@ from statsmodels.stats.inter_rater import cohens_kappa
 
 from emreason.chat import ChatPrompts
 from emreason.data.example import Example
+from emreason.data.grading import canonical
 from emreason.generation.completion import Generator
 from emreason.samplers.base import Proposer, Rationale
 
@@ -41,14 +42,15 @@ class Evaluation:
     answer_kappa: float | None = None
 
 
-def answer_kappa(golds: list[str], answers: list[str | None], correct: list[bool]) -> float | None:
-    """Cohen's kappa (statsmodels) between the gold answers and the extracted answers of the
-    same questions (None: no answer, or the question was skipped) graded `correct`. Answers are
-    compared as the grader does: a correct answer is its gold's category ("5.0" for gold 5), a
-    wrong one its own text ("B", "12"), and no answer one more category."""
+def answer_kappa(examples: list[Example], answers: list[str | None], correct: list[bool]) -> float | None:
+    """Cohen's kappa (statsmodels) between the gold answers of `examples` and the extracted
+    answers to them (None: no answer, or the question was skipped), graded `correct`. Answers
+    are compared in the grader's canonical form ("True" is "yes"); a correct answer is its gold's
+    category ("1/2" for gold 0.5), and no answer is one more category."""
+    golds = [canonical(example.answer, example.answer_kind) for example in examples]
     said = [
-        "no answer" if answer is None else gold if right else answer
-        for gold, answer, right in zip(golds, answers, correct, strict=True)
+        "no answer" if answer is None else gold if right else canonical(answer, example.answer_kind)
+        for example, gold, answer, right in zip(examples, golds, answers, correct, strict=True)
     ]
     categories = {c: i for i, c in enumerate(sorted(set(golds) | set(said)))}
     table = np.zeros((len(categories), len(categories)))
@@ -79,7 +81,7 @@ def evaluate(
         top_answer_share=max(Counter(a.answer for a in answers if a.answer is not None).values(), default=0) / count,
         constant_answer_accuracy=max(Counter(e.answer for e in examples).values(), default=0) / count,
         answer_kappa=answer_kappa(
-            [e.answer for e in examples],
+            examples,
             [found[0].answer if found else None for found in answers_per_question],
             [bool(found) and found[0].correct for found in answers_per_question],
         ),
@@ -96,12 +98,15 @@ class SampledEvaluation:
 
 def majority_vote(answers: list[Rationale]) -> Rationale | None:
     """A rationale giving the most frequent parseable answer (ties: the answer given first);
-    None when no answer parses. Answers are grouped by their extracted text."""
-    counts = Counter(a.answer for a in answers if a.answer is not None)
-    if not counts:
+    None when no answer parses. Answers are counted in the grader's canonical form, so "5" and
+    "5.0" are one answer."""
+    voted = [a for a in answers if a.answer is not None]
+    forms = [canonical(a.answer, a.example.answer_kind) for a in voted]
+    if not forms:
         return None
+    counts = Counter(forms)
     winner = max(counts, key=counts.get)  # max keeps the first of equal counts
-    return next(a for a in answers if a.answer == winner)
+    return voted[forms.index(winner)]
 
 
 def evaluate_sampled(

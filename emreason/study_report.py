@@ -83,7 +83,7 @@ def graded(records: list[dict]) -> Graded:
         {r["example"].id: bool(r["correct"]) for r in records},
         {r["example"].id: len(r["completion"].split()) for r in records},
         {r["example"].id: 1 / len(r["example"].choices) for r in records if r["example"].choices},
-        answer_kappa([r["example"].answer for r in records], [r["answer"] for r in records], [r["correct"] for r in records]),
+        answer_kappa([r["example"] for r in records], [r["answer"] for r in records], [r["correct"] for r in records]),
         (answer, count / len(records)),
     )
 

@@ -15,6 +15,14 @@ REPO = Path(__file__).resolve().parent.parent
 EMREASON = str(Path(sys.executable).parent / "emreason")
 
 
+@pytest.fixture(autouse=True)
+def own_wandb_service(monkeypatch):
+    """A test's subprocesses start their own W&B service. A test that used wandb in this process
+    leaves WANDB_SERVICE set, and jobs inheriting it share that service: a job killed in one
+    test then keeps its run id "in use" there, and its resumed rerun cannot open it."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+
+
 def run_emreason(*overrides: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     """Run the `emreason` command from the repository root, as a user would."""
     return subprocess.run(

@@ -3,13 +3,15 @@ study's pilot maximises (a constant answer scores 0 whatever its accuracy)."""
 
 import pytest
 
+from emreason.data.example import AnswerKind, Example
 from emreason.evaluation import answer_kappa
 
 
 def kappa(golds: str, said: str) -> float | None:
     """One letter per question; '-' in said is no answer."""
+    examples = [Example(f"q{i}", "?", gold, AnswerKind.LETTER, ("w", "x", "y", "z")) for i, gold in enumerate(golds)]
     answers = [None if s == "-" else s for s in said]
-    return answer_kappa(list(golds), answers, [g == s for g, s in zip(golds, said)])
+    return answer_kappa(examples, answers, [g == s for g, s in zip(golds, said)])
 
 
 def test_a_constant_answer_scores_zero_whatever_its_accuracy():
@@ -32,8 +34,13 @@ def test_no_answer_is_one_more_category_that_never_agrees():
     assert kappa("ABAB", "AB--") == pytest.approx(1 / 3)
 
 
-def test_a_correct_answer_written_differently_from_its_gold_is_the_gold_category():
-    assert answer_kappa(["5", "0.5"], ["5.0", "1/2"], [True, True]) == pytest.approx(1.0)
+def test_answers_are_compared_in_the_graders_form():
+    numbers = [Example(f"q{i}", "?", gold, AnswerKind.NUMBER) for i, gold in enumerate(["5", "0.5"])]
+    assert answer_kappa(numbers, ["5.0", "1/2"], [True, True]) == pytest.approx(1.0)
+    # BBH writes True/False and Yes/No; the grader reads yes/no. Always "yes" is a constant answer.
+    yes_no = [Example(f"q{i}", "?", gold, AnswerKind.YES_NO) for i, gold in enumerate(["True", "False", "False", "No"])]
+    assert answer_kappa(yes_no, ["yes"] * 4, [True, False, False, False]) == pytest.approx(0.0)
+    assert answer_kappa(yes_no, ["yes", "no", "no", "no"], [True] * 4) == pytest.approx(1.0)
 
 
 def test_one_gold_given_always_is_undefined():

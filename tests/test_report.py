@@ -195,7 +195,7 @@ def test_malformed_metrics_line_names_file_and_line(tmp_path):
 
 def test_row_without_iteration_is_an_error(tmp_path):
     write_job(tmp_path, "rs", 0, rows=[{"test_accuracy": 0.5}])
-    with pytest.raises(SystemExit, match="line 1: expected a JSON object with 'iteration'"):
+    with pytest.raises(SystemExit, match="metrics.jsonl, row 1: expected a JSON object with 'iteration'"):
         main([str(tmp_path)])
 
 

@@ -145,6 +145,18 @@ def test_majority_vote_and_pass_at_k_on_scripted_samples():
     assert (result.majority_accuracy, result.pass_rate) == (0.5, 0.5)
 
 
+def test_majority_vote_counts_answers_in_the_graders_form():
+    from emreason.data.example import AnswerKind, Example
+    from emreason.evaluation import majority_vote
+    from emreason.generation.completion import Completion
+    from emreason.samplers.base import Rationale
+
+    question = Example("n1", "2 + 3?", "5", AnswerKind.NUMBER)
+    samples = [Rationale(question, Completion(t, (1,), True), t, t != "6", hinted=False) for t in ["6", "5", "5.0"]]
+    assert majority_vote(samples).answer == "5"  # two votes for 5 against one for 6
+    assert majority_vote([Rationale(question, Completion("?", (1,), True), None, False, hinted=False)]) is None
+
+
 def test_an_iterations_e_steps_merge_into_one_result():
     from emreason.samplers.base import EStepResult
 

@@ -76,14 +76,22 @@ def extract_answer(completion: str, example: Example) -> str | None:
 
 
 def _equal(answer: str, example: Example) -> bool:
-    kind = example.answer_kind
-    if kind is AnswerKind.NUMBER:
+    if example.answer_kind is AnswerKind.NUMBER:
         return bool(verify(_parse(example.answer), _parse(answer), timeout_seconds=None))
+    return canonical(answer, example.answer_kind) == canonical(example.answer, example.answer_kind)
+
+
+def canonical(answer: str, kind: AnswerKind) -> str:
+    """The form in which the grader compares answers of a kind: "True" and "yes" -> "yes",
+    "1,000" -> "1000", "Syndrome, therefrom" -> "syndrome therefrom", a letter as it is.
+    Numbers are graded by math-verify, which also equates forms this leaves apart ("1/2", "0.5")."""
+    if kind is AnswerKind.NUMBER:
+        return normalize_number(answer) or answer
     if kind is AnswerKind.YES_NO:
-        return answer == yes_no(example.answer)
+        return yes_no(answer) or answer
     if kind is AnswerKind.TEXT:
-        return _words(answer) == _words(example.answer)
-    return answer == example.answer
+        return _words(answer)
+    return answer
 
 
 def _words(text: str) -> str:
