@@ -3,9 +3,13 @@ M-step, TRICE's estimator step and its gradient scores), and its sharded checkpo
 between process counts exactly.
 
 Tolerance: the processes sum their gradient shares in another order than one process sums
-its micro-batches, so weights and moments agree to float32 rounding (rtol 1e-4; about 1e-7
-absolute was measured for these steps), not bit for bit; state moved through a checkpoint is
-bit-identical.
+its micro-batches, so results agree to float32 rounding, not bit for bit; state moved through
+a checkpoint is bit-identical. Rounding is not uniformly small: one MLP unit of the tiny random
+model (layer 0, unit 17) is ill-conditioned, and one process's float32 M-step already differs
+from the same M-step in float64 by up to 3e-5 in its weights (measured). Weights are therefore
+held to 1% of one step (atol lr / 100 = 1e-4) and optimizer moments to 1% (rtol 1e-2; entries
+near zero to 1e-3 of the tensor's largest). A lost, doubled or averaged gradient share moves
+weights by about one step (lr = 1e-2) and moments by half or more, far outside both.
 """
 
 from dataclasses import replace
@@ -29,22 +33,28 @@ SIGNED = SIGNED_SEQUENCES + [TrainingSequence((5, 6), (20, 21, 22, 23, 24)), Tra
 UNSIGNED = [replace(sequence, weight=1.0) for sequence in SIGNED]
 LORA = LoraConfig(rank=4, alpha=8.0)
 WEIGHTINGS = {"signed": SIGNED, "unsigned": UNSIGNED}
+LR = 1e-2
 
 
 def config(lora: LoraConfig | None, **options) -> OptimizerConfig:
     # float32: `auto` would be bfloat16 on a machine with native bf16.
-    return OptimizerConfig(lr=1e-2, epochs=2, batch_size=3, micro_batch_size=1, lora=lora, dtype="float32", **options)
+    return OptimizerConfig(lr=LR, epochs=2, batch_size=3, micro_batch_size=1, lora=lora, dtype="float32", **options)
 
 
-def assert_close_state(got: dict, expected: dict, exact: bool) -> None:
+def assert_close_state(got: dict, expected: dict, exact: bool, moments: bool = False) -> None:
     assert got.keys() == expected.keys()
     for name, tensor in got.items():
         if exact:
             assert torch.equal(tensor, expected[name]), name
+            continue
+        if moments:
+            # Entries near zero differ at the scale of the tensor's largest.
+            tolerance = dict(rtol=1e-2, atol=1e-3 * expected[name].abs().max().item())
         else:
-            # Entries near zero differ by float rounding at the scale of the tensor's largest.
-            scale = expected[name].abs().max().item()
-            torch.testing.assert_close(tensor, expected[name], rtol=1e-4, atol=1e-6 * max(scale, 1.0), msg=name)
+            tolerance = dict(rtol=0.0, atol=LR / 100)
+        torch.testing.assert_close(
+            tensor, expected[name], **tolerance, msg=lambda detail, name=name: f"{name}: {detail}"
+        )
 
 
 def optimizer_moments(trainer: MStepTrainer) -> dict[str, torch.Tensor]:
@@ -105,7 +115,7 @@ def test_two_processes_train_like_one(tiny_model_dir, tmp_path, pairs, lora, wei
     # the gradient's scale); read back through the sharded checkpoint.
     reader = MStepTrainer(tiny_model_dir, config(lora), pad_id=0, seed=0)
     reader.load_checkpoint(tmp_path / "pair")
-    assert_close_state(optimizer_moments(reader), optimizer_moments(alone), exact=False)
+    assert_close_state(optimizer_moments(reader), optimizer_moments(alone), exact=False, moments=True)
     assert reader.rng.getstate() == alone.rng.getstate()
 
 

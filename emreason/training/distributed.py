@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from emreason.training.data_parallel import join_process_group
 from emreason.training.m_step import MStepTrainer, NonFiniteTrainingError
-from emreason.training.trainer_processes import CLOSE, FAILED, OK, RAISED, START, connect_to_job
+from emreason.training.trainer_processes import CLOSE, FAILED, OK, RAISED, START, connect_to_job, receive, send
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     job = connect_to_job(ranks.rank)
     trainer = None
     while True:
-        method, args = job.recv()
+        method, args = receive(job)
         if method == CLOSE:
             break
         try:
@@ -37,9 +37,9 @@ def main() -> None:
             # reports it to every process) leaves the trainer as it was. The job decides.
             reply = (RAISED, error)
         except Exception:
-            job.send((FAILED, traceback.format_exc()))
+            send(job, (FAILED, traceback.format_exc()))
             raise
-        job.send(reply)
+        send(job, reply)
     dist.destroy_process_group()
 
 

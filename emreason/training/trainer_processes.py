@@ -16,6 +16,7 @@ rendezvous on the job's node (docs/training.md).
 import ctypes
 import logging
 import os
+import pickle
 import secrets
 import signal
 import socket
@@ -125,7 +126,7 @@ class TrainerProcesses:
         """Stop the processes (they finish the request they are in first)."""
         for connection in self.connections:
             try:
-                connection.send((CLOSE, ()))
+                send(connection, (CLOSE, ()))
             except OSError:
                 pass  # that process is gone already
         self._stop_agents()
@@ -135,9 +136,9 @@ class TrainerProcesses:
 
     def _call_each(self, method: str, *args) -> list:
         for connection in self.connections:
-            connection.send((method, args))
+            send(connection, (method, args))
         try:
-            replies = [connection.recv() for connection in self.connections]
+            replies = [receive(connection) for connection in self.connections]
         except (EOFError, OSError) as error:
             raise TrainerProcessesError(f"The M-step processes exited during `{method}` ({self._exit_codes()}); see their output above.") from error
         for kind, value in replies:
@@ -162,7 +163,7 @@ class TrainerProcesses:
             connection = Connection(client.detach())
             deliver_challenge(connection, authkey)
             answer_challenge(connection, authkey)
-            by_rank[connection.recv()] = connection
+            by_rank[receive(connection)] = connection
         return [by_rank[rank] for rank in range(self.config.processes)]
 
     def _stop_agents(self) -> None:
@@ -211,5 +212,17 @@ def connect_to_job(rank: int) -> Connection:
     """Called in each M-step process: the connection its requests come through."""
     host, port = os.environ[ADDRESS_ENV].rsplit(":", 1)
     connection = Client((host, int(port)), authkey=bytes.fromhex(os.environ[AUTHKEY_ENV]))
-    connection.send(rank)
+    send(connection, rank)
     return connection
+
+
+def send(connection: Connection, message) -> None:
+    """Send with the standard pickler. Connection.send's pickler would pass a tensor's storage
+    as a file descriptor through multiprocessing's resource sharer, which only processes that
+    multiprocessing started can reach (an AuthenticationError between torchrun's processes)."""
+    connection.send_bytes(pickle.dumps(message))
+
+
+def receive(connection: Connection):
+    """What the other side `send` sent."""
+    return pickle.loads(connection.recv_bytes())
