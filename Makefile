@@ -40,6 +40,7 @@ test: install
 bench: install
 	$(VENV)/bin/python -m benchmarks
 	$(VENV)/bin/python -m benchmarks.trice_variance
+	$(VENV)/bin/python -m benchmarks.m_step_processes
 
 # Fault injection, the long version: 20+ SIGKILLs of a real tiny job, each resumed
 # (docs/reliability.md); about 40 minutes on 2 cores. Runs at low priority.

@@ -165,9 +165,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill delays")
     parser.add_argument("--phases", nargs="+", choices=list(PHASES), default=list(PHASES), help="phases to kill in, in turn")
     parser.add_argument("--out", type=Path, required=True, help="folder for the run directories and logs")
+    parser.add_argument("overrides", nargs="*", help="more overrides of the tiny job, e.g. optimizer.processes=2")
     args = parser.parse_args()
 
-    overrides = [*JOB, f"em.iterations={args.iterations}"]
+    overrides = [*JOB, f"em.iterations={args.iterations}", *args.overrides]
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = Summary()

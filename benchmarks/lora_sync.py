@@ -51,7 +51,7 @@ def save_random_adapter(setup: Setup, folder: Path) -> None:
             if "lora_B" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
     started = time.perf_counter()
-    lora.save_merged(policy, folder / "merged")
+    lora.save_merged(policy, policy.state_dict(), folder / "merged")
     setup.tokenizer.save_pretrained(folder / "merged")
     report("lora_merged_save_s", time.perf_counter() - started)
     started = time.perf_counter()

@@ -1,8 +1,8 @@
 """A checkpoint after every EM iteration: everything the next iteration needs.
 
 Layout of <run dir>/checkpoint/: model/ (the policy's weights and tokenizer, also what the
-vLLM engine loads), the trainer's state (optimizer.pt, trainer_rng.json), sampler.json (e.g.
-TRICE's memory), metrics.jsonl and rationales.jsonl (the rows logged so far), config.yaml (the resolved config),
+vLLM engine loads), the trainer's state (trainer/, a sharded torch.distributed.checkpoint, and
+trainer_rng.json), sampler.json (e.g. TRICE's memory), metrics.jsonl and rationales.jsonl (the rows logged so far), config.yaml (the resolved config),
 overrides.json (the command-line overrides it was composed from) and state.json (the
 iteration and the global RNG states). It is written into a staging folder, marked complete,
 then swapped in by renames, so a crash at any point leaves either the previous checkpoint or the

@@ -1,6 +1,7 @@
 """The `emreason` command: a Hydra app that composes conf/ into a job and runs EM."""
 
 import logging
+import os
 import shlex
 import signal
 from pathlib import Path
@@ -130,6 +131,12 @@ def sweep_group(hydra_config) -> str | None:
     return f"{hydra_config.job.name}-{Path(hydra_config.sweep.dir).name}"
 
 
+def another_nodes_task() -> bool:
+    """A job on several SLURM nodes runs this command once per node (srun, submitit); the EM
+    job is task 0's, which starts the M-step processes on every node itself."""
+    return int(os.environ.get("SLURM_PROCID", "0")) > 0
+
+
 def objective(run_dir: Path, metric: str) -> float | None:
     """What the job returns, for a sweeper that maximises it (hparams_search=, an Optuna
     sweep): `metric` of the run's last evaluation, on whatever dataset.test_split names."""
@@ -137,7 +144,11 @@ def objective(run_dir: Path, metric: str) -> float | None:
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
+    """Run the composed job (or continue it, `resume=`); its objective for a sweeper. The other
+    nodes' tasks of a multi-node job return None at once."""
+    if another_nodes_task():
+        return None
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)

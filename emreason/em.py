@@ -7,6 +7,7 @@ held-out questions). Each iteration ends with its metrics row and a checkpoint."
 import logging
 import random
 import time
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ from emreason.samplers import Proposer, Sampler, build_sampler
 from emreason.samplers.base import EStepResult, Rationale, ToSequences
 from emreason.tracking import Tracker
 from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepTrainer
+from emreason.training.trainer_processes import Trainer, start_trainer
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,13 @@ def run_em(job: Config, run_dir: Path, overrides: list[str], tracker: Tracker) -
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     prompts = ChatPrompts(tokenizer, job.dataset.prompts, job.generator)
     found = checkpoint.latest(run_dir)
-    trainer = MStepTrainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed, checkpoint=found)
-    generator = VLLMGenerator(found / "model" if found else base_model_dir, job.generator, job.seed)
-    context = Context(job, run_dir, overrides, generator, prompts, benchmark.test)
-    try:
+    # Closed in reverse: the engine, then the trainer (its processes, if any).
+    with ExitStack() as running:
+        trainer = start_trainer(base_model_dir, job.optimizer, tokenizer.pad_token_id, job.seed, checkpoint=found)
+        running.enter_context(closing(trainer))
+        generator = VLLMGenerator(found / "model" if found else base_model_dir, job.generator, job.seed)
+        running.enter_context(closing(generator))
+        context = Context(job, run_dir, overrides, generator, prompts, benchmark.test)
         sampler = build_sampler(job.sampler, Proposer(generator, prompts, job.generator.max_new_tokens))
         first_iteration = 0
         if found:
@@ -73,8 +77,6 @@ def run_em(job: Config, run_dir: Path, overrides: list[str], tracker: Tracker) -
             tracker.log_iteration(row)
             log.info("EM iteration %d: checkpoint", iteration)
             commit_checkpoint(context, staging or stage_weights(run_dir, trainer, tokenizer), iteration, trainer, sampler)
-    finally:
-        generator.close()
 
 
 @dataclass
@@ -94,7 +96,7 @@ class Context:
 
 
 def learn(
-    iteration: int, questions: list[Example], context: Context, sampler: Sampler, trainer: MStepTrainer, tokenizer,
+    iteration: int, questions: list[Example], context: Context, sampler: Sampler, trainer: Trainer, tokenizer,
     to_sequences: ToSequences,
 ) -> tuple[EStepResult, list[dict], dict, Path | None]:
     """The iteration's (E-step, M-step, weight sync) pairs: one for the filtered samplers, one per
@@ -112,7 +114,9 @@ def learn(
             log.warning("Iteration %d: E-step %d accepted no rationale; no M-step.", iteration, step)
             continue
         log.info("EM iteration %d: M-step %d", iteration, step)
-        metrics, seconds = timed(sampler.train, trainer, e_step, to_sequences)
+        # With generator.sleep_during_m_step the engine frees its GPU memory for the trainer meanwhile.
+        with context.generator.asleep():
+            metrics, seconds = timed(sampler.train, trainer, e_step, to_sequences)
         m_steps.append(metrics)
         timings["m_step_s"] += seconds
         staging = stage_weights(context.run_dir, trainer, tokenizer)
@@ -177,7 +181,7 @@ def m_step_metrics(m_steps: list[dict]) -> dict:
     return {key: (sum if key == "m_step_optimizer_steps" else mean)([m[key] for m in m_steps if key in m]) for key in keys}
 
 
-def stage_weights(run_dir: Path, trainer: MStepTrainer, tokenizer) -> Path:
+def stage_weights(run_dir: Path, trainer: Trainer, tokenizer) -> Path:
     """The next checkpoint's folder, holding the policy's weights (what the engine loads)."""
     with checkpoint.writing(run_dir):
         staging = checkpoint.staging_dir(run_dir)
@@ -186,7 +190,7 @@ def stage_weights(run_dir: Path, trainer: MStepTrainer, tokenizer) -> Path:
     return staging
 
 
-def commit_checkpoint(context: Context, staging: Path, iteration: int, trainer: MStepTrainer, sampler: Sampler) -> None:
+def commit_checkpoint(context: Context, staging: Path, iteration: int, trainer: Trainer, sampler: Sampler) -> None:
     """Written after the iteration's metrics row: a resume redoes the iterations after the
     last committed one and drops their rows, so no row is lost or doubled."""
     with checkpoint.writing(context.run_dir):

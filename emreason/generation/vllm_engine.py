@@ -7,6 +7,7 @@ for a small model) instead of a restart (30-90 s on a CPU).
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -55,6 +56,11 @@ class GeneratorConfig(Checked):
     # as they arrive, which overlaps scheduling with the model (faster on GPUs) but makes
     # sampling depend on timing.
     engine_in_process: bool = True
+    # GPUs only, untested here (no GPU was available): vLLM's sleep mode during each M-step,
+    # which moves the weights to CPU memory and drops the KV cache, so the trainer gets the
+    # GPU memory the engine held; the engine wakes before the new weights are loaded
+    # (docs/training.md has the memory arithmetic).
+    sleep_during_m_step: bool = False
 
     def problems(self) -> list[str]:
         if self.max_new_tokens >= self.max_model_len:
@@ -105,6 +111,7 @@ class VLLMGenerator:
             enable_prefix_caching=config.enable_prefix_caching,
             seed=seed,
             worker_extension_cls="emreason.generation.worker_extension.WeightSyncExtension",
+            enable_sleep_mode=config.sleep_during_m_step,
             **engine_options,
         )
 
@@ -134,6 +141,20 @@ class VLLMGenerator:
         self.llm.collective_rpc("reload_and_repack_weights", kwargs={"weights_path": str(weights_dir)})
         # Cached prompt prefixes hold keys and values computed with the old weights.
         self.llm.reset_prefix_cache()
+
+    @contextmanager
+    def asleep(self):
+        """With `sleep_during_m_step`, the engine sleeps (level 1: weights offloaded to CPU
+        memory, KV cache discarded) inside the block and is awake again after it; otherwise
+        the block runs beside the engine."""
+        if not self.config.sleep_during_m_step:
+            yield
+            return
+        self.llm.sleep(level=1)
+        try:
+            yield
+        finally:
+            self.llm.wake_up()
 
     def close(self) -> None:
         """Stop the engine process and its workers."""

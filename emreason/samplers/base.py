@@ -16,7 +16,7 @@ from emreason.data.example import Example
 from emreason.data.grading import grade
 from emreason.generation.completion import Completion, Generator
 from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepTrainer
+from emreason.training.trainer_processes import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Sampler(ABC):
         default one E-step on all of them, then one M-step."""
         return [questions]
 
-    def train(self, trainer: MStepTrainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
+    def train(self, trainer: Trainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
         """The M-step on the E-step's accepted rationales; its metrics. By default the filtered
         M-step (optimizer.epochs passes, normalised by optimizer.normalisation)."""
         return trainer.m_step(to_sequences(e_step.accepted)).metrics()

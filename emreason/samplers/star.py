@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from emreason.data.example import Example
 from emreason.checks import above, at_least
 from emreason.samplers.base import EStepResult, FilteredSamplerConfig, Sampler, ToSequences, keep_correct
-from emreason.training.m_step import MStepTrainer
+from emreason.training.trainer_processes import Trainer
 
 
 @dataclass
@@ -59,7 +59,7 @@ class STaRSampler(Sampler):
             return None
         return int(self.config.first_m_step_steps * self.config.step_growth**self.m_steps_done)
 
-    def train(self, trainer: MStepTrainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
+    def train(self, trainer: Trainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
         if self.config.restart_from_base:
             trainer.restart_from_base()
         stats = trainer.m_step(to_sequences(e_step.accepted), self.next_m_step_steps())

@@ -14,7 +14,7 @@ from emreason.checks import at_least
 from emreason.data.example import Example
 from emreason.generation.completion import Completion
 from emreason.samplers.base import EStepResult, Proposer, Rationale, Sampler, SamplerConfig, ToSequences
-from emreason.training.m_step import MStepTrainer
+from emreason.training.trainer_processes import Trainer
 
 
 class MemoryInit(str, Enum):
@@ -176,14 +176,14 @@ class TRICESampler(Sampler):
         size = self.config.minibatch_size
         return [questions[start : start + size] for start in range(0, len(questions), size)]
 
-    def train(self, trainer: MStepTrainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
+    def train(self, trainer: Trainer, e_step: EStepResult, to_sequences: ToSequences) -> dict[str, float]:
         """ONE optimizer step on -sum_i w_i log p(z_i | x_i), the weights of `e_step` as they
         are (they hold the paper's 1 / sum c'), after logging the estimate's variance at the
         parameters that sampled the proposals."""
         metrics = self._gradient_variances(trainer, to_sequences) if self.config.log_gradient_variance else {}
         return {**metrics, **trainer.estimator_step(to_sequences(e_step.accepted)).metrics()}
 
-    def _gradient_variances(self, trainer: MStepTrainer, to_sequences: ToSequences) -> dict[str, float]:
+    def _gradient_variances(self, trainer: Trainer, to_sequences: ToSequences) -> dict[str, float]:
         """`gradient_variance` with and without the control variate, on the scores of a bias
         on the output logits (training/loss.py, `logit_bias_scores`)."""
         current, proposals, valid, proposal_correct, beta = self.step

@@ -1,16 +1,15 @@
 """LoRA (peft): the M-step trains low-rank adapters of the linear layers, the base weights stay
 frozen. The engine gets merged weights (base + adapter delta), so its reload path is the same
-as for full fine-tuning; a checkpoint also keeps the adapter itself, which is what training
-continues from."""
+as for full fine-tuning; a checkpoint keeps the adapters themselves (the trainer's sharded
+state), which is what training continues from."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import get_peft_model, set_peft_model_state_dict
+from peft import get_peft_model
 from peft.tuners.lora import LoraLayer
-from safetensors.torch import load_file
 
 from emreason.checks import at_least
 
@@ -44,34 +43,37 @@ def add_adapter(model, config: LoraConfig, seed: int):
         return get_peft_model(model, peft_config)
 
 
+# Where peft puts the base model's names in the state dict of the policy it wraps.
+BASE_PREFIX = "base_model.model."
+
+
 @torch.no_grad()
-def merged_state_dict(model) -> dict[str, torch.Tensor]:
-    """The base model's state dict with every adapter's delta added, under the base model's
-    own names (what the engine and from_pretrained read). The policy itself is untouched:
-    merging in place and unmerging again would round the frozen weights off."""
-    base = model.get_base_model()
+def merged_state_dict(model, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The base model's state dict with every adapter's delta (alpha / rank) B @ A added, under
+    the base model's own names (what the engine and from_pretrained read), from `state`, the
+    policy's whole state dict (in one process `model.state_dict()`; sharded, the gathered one).
+    The policy itself is untouched: merging in place and unmerging again would round the
+    frozen weights off."""
     merged = {
-        name.replace(".base_layer.", "."): tensor
-        for name, tensor in base.state_dict().items()
+        name.removeprefix(BASE_PREFIX).replace(".base_layer.", "."): tensor
+        for name, tensor in state.items()
         if ".lora_" not in name
     }
-    for name, module in base.named_modules():
+    for name, module in model.get_base_model().named_modules():
         if isinstance(module, LoraLayer):
+            down = state[f"{BASE_PREFIX}{name}.lora_A.{ADAPTER_NAME}.weight"]
+            up = state[f"{BASE_PREFIX}{name}.lora_B.{ADAPTER_NAME}.weight"]
             weight = f"{name}.weight"
-            merged[weight] = merged[weight] + module.get_delta_weight(ADAPTER_NAME).to(merged[weight].dtype)
+            delta = (up @ down) * module.scaling[ADAPTER_NAME]
+            merged[weight] = merged[weight] + delta.to(merged[weight].dtype)
     return merged
 
 
-def save_merged(model, folder: Path) -> None:
-    model.get_base_model().save_pretrained(folder, state_dict=merged_state_dict(model))
+def save_merged(model, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """Write the merged weights (`merged_state_dict`) as the base model's safetensors."""
+    model.get_base_model().save_pretrained(folder, state_dict=merged_state_dict(model, state))
 
 
 def save_adapter(model, folder: Path) -> None:
+    """Write the adapters alone in peft's format into folder/adapter (what vLLM's LoRA requests load)."""
     model.save_pretrained(folder / ADAPTER)
-
-
-def load_adapter(model, folder: Path) -> None:
-    weights = load_file(folder / ADAPTER / "adapter_model.safetensors")
-    result = set_peft_model_state_dict(model, weights)
-    if result.unexpected_keys:
-        raise ValueError(f"{folder / ADAPTER} does not match this LoRA config: {result.unexpected_keys[:3]}")

@@ -2,33 +2,54 @@
 
 The policy is the whole model (full fine-tuning) or LoRA adapters on the frozen model
 (`optimizer.lora`); the optimizer step is the same for both, over whichever parameters train.
-With `optimizer.processes > 1` the steps run in that many torchrun processes (data_parallel.py).
+With `optimizer.processes > 1` the trainer lives in that many torchrun processes for the whole
+job (trainer_processes.py), each holding a shard of it (FSDP2, data_parallel.py).
 """
 
 import json
 import math
 import random
-import tempfile
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import torch
+from torch.distributed.fsdp import FSDPModule
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
 from emreason import precision
-from emreason.checks import above, at_least, one_of
+from emreason.checks import Checked, above, at_least, one_of
 from emreason.training import lora
-from emreason.training.data_parallel import ERROR, LOSSES, Handoff, Ranks, run_torchrun
+from emreason.training.data_parallel import (
+    PolicyLoss,
+    Ranks,
+    TrainerMemory,
+    full_value,
+    load_trainer_state,
+    save_trainer_state,
+    shard,
+    trainer_memory,
+    whole_state_dict,
+)
 from emreason.training.lora import LoraConfig
-from emreason.training.loss import Normalisation, TrainingSequence, collate, logit_bias_scores, normalised, weighted_nll
+from emreason.training.loss import Normalisation, TrainingSequence, collate, normalised
 
 # optimizer.dtype's choices: the dtype the forward and backward passes compute in.
 M_STEP_DTYPES = (precision.AUTO, "float32", "bfloat16")
+# A checkpoint's sharded trainer state (torch.distributed.checkpoint): the trained parameters
+# and their AdamW moments, readable by any number of processes.
+TRAINER_STATE = "trainer"
+TRAINER_RNG = "trainer_rng.json"
+
+
+class TrainerLauncher(str, Enum):
+    local = "local"  # torchrun agents on this machine (optimizer.nodes of them simulate nodes)
+    srun = "srun"  # one torchrun agent per node of the SLURM allocation, started with srun
 
 
 @dataclass
-class OptimizerConfig:
+class OptimizerConfig(Checked):
     # Optimizer name, shown in logs.
     name: str = "adamw"
     # Peak learning rate of AdamW.
@@ -53,9 +74,23 @@ class OptimizerConfig:
     dtype: str = field(default=precision.AUTO, metadata=one_of(*M_STEP_DTYPES))
     # Train LoRA adapters on the frozen model instead of every weight (optimizer=lora).
     lora: LoraConfig | None = None
-    # Processes the M-step runs in, launched with torchrun each M-step (one per GPU, nccl;
-    # gloo on CPUs). 1 trains in the job's own process.
+    # Processes the M-step runs in, all nodes together (one per GPU, nccl; gloo on CPUs),
+    # started once per job with torchrun (FSDP2, docs/training.md). 1 trains in the job's own
+    # process.
     processes: int = field(default=1, metadata=at_least(1))
+    # Nodes the processes spread over, processes / nodes on each.
+    nodes: int = field(default=1, metadata=at_least(1))
+    # How the torchrun agents start: `local` (on this machine) or `srun` (one per node of the
+    # SLURM allocation; docs/training.md).
+    launcher: TrainerLauncher = TrainerLauncher.local
+
+    def problems(self) -> list[str]:
+        if self.nodes >= 1 and self.processes % self.nodes:
+            return [
+                f"optimizer.processes={self.processes} is out of range: allowed a multiple of "
+                f"optimizer.nodes={self.nodes} (every node runs the same number of processes)"
+            ]
+        return []
 
 
 @dataclass
@@ -79,7 +114,8 @@ class NonFiniteTrainingError(RuntimeError):
 
 
 class MStepTrainer:
-    """Holds the policy being learned and its optimizer for the whole job."""
+    """Holds the policy being learned and its optimizer for the whole job: in the job's process,
+    or one shard of them in each M-step process (`ranks`)."""
 
     def __init__(
         self,
@@ -89,18 +125,20 @@ class MStepTrainer:
         seed: int,
         device: torch.device | None = None,
         checkpoint: Path | None = None,
+        ranks: Ranks = Ranks(),
     ):
         """checkpoint: a folder that save_weights (into checkpoint/model) and save_training_state
         wrote, to continue from (a resumed job) with one load of the weights; None starts from
-        the base model."""
+        the base model. ranks: this process's place among the M-step processes (sharded when
+        there are several)."""
         self.base_model_dir = base_model_dir
         self.config = config
         self.pad_id = pad_id
         self.seed = seed
+        self.ranks = ranks
+        # Every process draws the same batch order, so the result does not depend on their number.
         self.rng = random.Random(seed)
-        # With several processes, they train on the GPUs; this copy only hands the state over.
-        on_gpu = torch.cuda.is_available() and config.processes == 1
-        self.device = device or torch.device("cuda" if on_gpu else "cpu")
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.compute_dtype = getattr(torch, precision.resolve(config.dtype))
         self._build(checkpoint)
 
@@ -111,50 +149,61 @@ class MStepTrainer:
 
     def _build(self, checkpoint: Path | None) -> None:
         """The policy and its optimizer, from the base model or continued from checkpoint.
-        Full fine-tuning continues from the checkpoint's weights; LoRA from the base model
-        with the checkpoint's adapters."""
+        Full fine-tuning continues from the checkpoint's weights (model/) and its moments;
+        LoRA from the base model with the checkpoint's adapters and their moments."""
         weights = checkpoint / "model" if checkpoint and not self.config.lora else self.base_model_dir
         # float32 master weights whatever the compute dtype (bf16 is autocast, see accumulate_gradients).
         model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
         if self.config.lora:
             model = lora.add_adapter(model, self.config.lora, self.seed)
         self.model = model.to(self.device).eval()
+        self.loss = PolicyLoss(self.model)
+        if self.ranks.world_size > 1:
+            shard(self.loss, self.compute_dtype)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
         if checkpoint:
-            self._load_training_state(checkpoint)
+            self._load_training_state(checkpoint, weights=bool(self.config.lora))
 
     def save_weights(self, folder: Path) -> None:
         """Write the policy's weights as safetensors, for the engine to load (under LoRA the
-        base weights with the adapters merged in)."""
+        base weights with the adapters merged in). Sharded, every process takes part and the
+        first one writes."""
+        state = self.model.state_dict() if self.ranks.world_size == 1 else whole_state_dict(self.model)
+        if self.ranks.rank > 0:
+            return
         if self.config.lora:
-            lora.save_merged(self.model, folder)
+            lora.save_merged(self.model, state, folder)
         else:
-            self.model.save_pretrained(folder)
+            self.model.save_pretrained(folder, state_dict=state)
 
     def save_training_state(self, folder: Path) -> None:
-        """What a resumed job needs beside the weights (save_weights into folder/model) to
-        train on exactly as this one would: the optimizer moments and the batch order, and
-        under LoRA the adapters themselves."""
-        if self.config.lora:
-            lora.save_adapter(self.model, folder)
-        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
-        (folder / "trainer_rng.json").write_text(json.dumps(self.rng.getstate()))
+        """What a resumed job needs to train on exactly as this one would, on any number of
+        processes: the trained parameters and their optimizer moments (a sharded checkpoint,
+        folder/trainer) and the batch order."""
+        # Before the first step there are no moments: asking for them would make torch take an
+        # empty step, which counts in AdamW's bias correction.
+        save_trainer_state(self.model, self.optimizer, folder / TRAINER_STATE, moments=bool(self.optimizer.state))
+        if self.ranks.rank == 0:
+            (folder / TRAINER_RNG).write_text(json.dumps(self.rng.getstate()))
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Continue from what save_weights (folder/model) and save_training_state wrote, into
-        this trainer's model (how the M-step's processes hand their result back)."""
-        if not self.config.lora:
-            trained = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=torch.float32)
-            self.model.load_state_dict(trained.state_dict())
-        self._load_training_state(folder)
+        """Continue from what save_training_state wrote, whatever number of processes wrote it,
+        into this trainer's model and optimizer."""
+        self._load_training_state(folder, weights=True)
 
-    def _load_training_state(self, folder: Path) -> None:
-        if self.config.lora:
-            lora.load_adapter(self.model, folder)
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=self.device))
-        version, state, gauss = json.loads((folder / "trainer_rng.json").read_text())
-        self.rng.setstate((version, tuple(state), gauss))
+    def _load_training_state(self, folder: Path, weights: bool) -> None:
+        """The moments, the batch order and, with `weights`, the trained parameters."""
+        load_trainer_state(self.model, self.optimizer, folder / TRAINER_STATE, weights=weights)
+        version, rng_state, gauss = json.loads((folder / TRAINER_RNG).read_text())
+        self.rng.setstate((version, tuple(rng_state), gauss))
+
+    def memory(self) -> TrainerMemory:
+        """What this process holds of the trainer, and its peak memory."""
+        return trainer_memory(list(self.model.parameters()), self.optimizer)
+
+    def close(self) -> None:
+        """Nothing to stop: the trainer lives in the job's process (see TrainerProcesses)."""
 
     def m_step(self, sequences: list[TrainingSequence], optimizer_steps: int | None = None) -> MStepStats:
         """The filtered samplers' M-step: `epochs` passes over the sequences in random steps of
@@ -162,7 +211,6 @@ class MStepTrainer:
         sequence weighted by `normalisation`."""
         steps_per_pass = math.ceil(len(sequences) / self.config.batch_size)
         sequences = normalised(sequences, self.config.normalisation, steps_per_pass)
-        # Drawn here, once, so the result does not depend on the number of processes.
         steps = []
         passes = self.config.epochs if optimizer_steps is None else math.ceil(optimizer_steps / steps_per_pass)
         for _ in range(passes):
@@ -176,67 +224,53 @@ class MStepTrainer:
 
     @torch.no_grad()
     def log_likelihood_scores(self, sequences: list[TrainingSequence]) -> torch.Tensor:
-        """`logit_bias_scores` of each sequence at the current weights, shape (len, V), on the CPU."""
+        """`logit_bias_scores` of each sequence at the current weights, shape (len, V), on the CPU.
+        Sharded, every process computes all of them (their forward passes gather the layers
+        together)."""
         size = self.config.micro_batch_size
         batches = [collate(sequences[i : i + size], self.pad_id) for i in range(0, len(sequences), size)]
-        return torch.cat([logit_bias_scores(self.model, batch.to(self.device)).cpu() for batch in batches])
+        scores = torch.cat([self.loss(batch.to(self.device), scores=True).cpu() for batch in batches])
+        if isinstance(self.loss, FSDPModule):
+            # A forward pass with no backward leaves the root unit's parameters gathered.
+            self.loss.reshard()
+        return scores
 
     def _run(self, steps: list[list[TrainingSequence]]) -> MStepStats:
-        losses = self._train_in_processes(steps) if self.config.processes > 1 else self.train(steps)
+        losses = self.train(steps)
         tokens = sum(len(s.completion_ids) for step in steps for s in step)
         padding = padding_share(steps, self.config.micro_batch_size)
         return MStepStats(sum(losses) / len(losses), len(steps), tokens, padding)
 
-    def train(self, steps: list[list[TrainingSequence]], ranks: Ranks = Ranks()) -> list[float]:
+    def train(self, steps: list[list[TrainingSequence]]) -> list[float]:
         """Apply the optimizer steps in order; their losses."""
         self.model.train()
         try:
-            progress = tqdm(steps, desc="M-step", unit="step", disable=ranks.rank > 0)
-            return [self._optimizer_step(step, f"{n} of {len(steps)}", ranks) for n, step in enumerate(progress, 1)]
+            progress = tqdm(steps, desc="M-step", unit="step", disable=self.ranks.rank > 0)
+            return [self._optimizer_step(step, f"{n} of {len(steps)}") for n, step in enumerate(progress, 1)]
         finally:
             self.model.eval()
 
-    def _optimizer_step(self, step: list[TrainingSequence], which: str, ranks: Ranks) -> float:
+    def _optimizer_step(self, step: list[TrainingSequence], which: str) -> float:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.accumulate_gradients(step, ranks)
+        loss = self.accumulate_gradients(step)
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.trainable if p.grad is not None])
-        check_finite(which, loss, grad_norm.item())
+        # Every process sees the same summed loss and norm, so all stop at the same step.
+        check_finite(which, loss, full_value(grad_norm).item())
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(self.trainable, self.config.max_grad_norm, grad_norm)
         self.optimizer.step()
         return loss
 
-    def accumulate_gradients(self, step: list[TrainingSequence], ranks: Ranks = Ranks()) -> float:
+    def accumulate_gradients(self, step: list[TrainingSequence]) -> float:
         """Backpropagate the step's loss (this process's share of its sequences, micro-batch by
-        micro-batch) and sum the gradients over processes; the step's loss."""
-        share = ranks.share(step)
-        size = self.config.micro_batch_size
+        micro-batch; sharded, FSDP sums the shares' gradients); the step's loss."""
         loss = 0.0
-        for start in range(0, len(share), size):
-            micro_batch = collate(share[start : start + size], self.pad_id).to(self.device)
+        for micro_batch in self.ranks.micro_batches(step, self.config.micro_batch_size):
             with torch.autocast(self.device.type, self.compute_dtype, enabled=self.compute_dtype != torch.float32):
-                micro_loss = weighted_nll(self.model, micro_batch)
+                micro_loss = self.loss(collate(micro_batch, self.pad_id).to(self.device))
             micro_loss.backward()
             loss += micro_loss.item()
-        ranks.sum_gradients(self.trainable)
-        return ranks.sum(loss, self.device)
-
-    def _train_in_processes(self, steps: list[list[TrainingSequence]]) -> list[float]:
-        """Run the steps under torchrun. The processes start from a checkpoint of this trainer
-        in a temporary folder; rank 0 writes the trained one back there, and this trainer
-        loads it, so checkpoints and resuming work as with one process."""
-        with tempfile.TemporaryDirectory(prefix="emreason-m-step-") as name:
-            folder = Path(name)
-            self.save_weights(folder / "model")
-            self.save_training_state(folder)
-            Handoff(self.base_model_dir, self.config, self.pad_id, self.seed, steps).save(folder)
-            exit_code = run_torchrun("emreason.training.distributed", folder, self.config.processes)
-            if (folder / ERROR).exists():
-                raise NonFiniteTrainingError((folder / ERROR).read_text())
-            if exit_code != 0:
-                raise RuntimeError(f"The M-step's torchrun processes failed (exit code {exit_code}); see their output above.")
-            self.load_checkpoint(folder)
-            return json.loads((folder / LOSSES).read_text())
+        return self.ranks.sum(loss, self.device)
 
 
 def by_length(step: list[TrainingSequence]) -> list[TrainingSequence]:
