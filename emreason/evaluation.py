@@ -42,6 +42,15 @@ class Evaluation:
     answer_kappa: float | None = None
 
 
+def answer_counts(examples: list[Example], answers: list[str | None]) -> Counter:
+    """How often each answer was given to `examples`, counted in the grader's canonical form
+    ("5" and "5.0" one answer); None counts the questions without an answer."""
+    return Counter(
+        None if answer is None else canonical(answer, example.answer_kind)
+        for example, answer in zip(examples, answers, strict=True)
+    )
+
+
 def answer_kappa(examples: list[Example], answers: list[str | None], correct: list[bool]) -> float | None:
     """Cohen's kappa (statsmodels) between the gold answers of `examples` and the extracted
     answers to them (None: no answer, or the question was skipped), graded `correct`. Answers
@@ -78,7 +87,10 @@ def evaluate(
         prompts_truncated=sum(a.prompt_truncated for a in answers),
         questions_skipped=count - len(answers),
         rationales=answers,
-        top_answer_share=max(Counter(a.answer for a in answers if a.answer is not None).values(), default=0) / count,
+        top_answer_share=max(
+            (n for answer, n in answer_counts([a.example for a in answers], [a.answer for a in answers]).items() if answer is not None),
+            default=0,
+        ) / count,
         constant_answer_accuracy=max(Counter(e.answer for e in examples).values(), default=0) / count,
         answer_kappa=answer_kappa(
             examples,

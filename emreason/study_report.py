@@ -10,12 +10,12 @@ same test questions (the test sample is a function of the seed), which pairs eve
 """
 
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from emreason import rationale_log
-from emreason.evaluation import answer_kappa
+from emreason.evaluation import answer_counts, answer_kappa
 from emreason.study_stats import Comparison, Interval, compare, seed_stratified_interval, verdict
 
 ZERO_SHOT = "zero-shot"
@@ -78,7 +78,7 @@ class Section:
 
 
 def graded(records: list[dict]) -> Graded:
-    answer, count = Counter(r["answer"] for r in records).most_common(1)[0]
+    answer, count = answer_counts([r["example"] for r in records], [r["answer"] for r in records]).most_common(1)[0]
     return Graded(
         {r["example"].id: bool(r["correct"]) for r in records},
         {r["example"].id: len(r["completion"].split()) for r in records},

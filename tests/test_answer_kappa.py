@@ -4,7 +4,7 @@ study's pilot maximises (a constant answer scores 0 whatever its accuracy)."""
 import pytest
 
 from emreason.data.example import AnswerKind, Example
-from emreason.evaluation import answer_kappa
+from emreason.evaluation import answer_counts, answer_kappa
 
 
 def kappa(golds: str, said: str) -> float | None:
@@ -45,3 +45,9 @@ def test_answers_are_compared_in_the_graders_form():
 
 def test_one_gold_given_always_is_undefined():
     assert kappa("AAA", "AAA") is None
+
+
+def test_the_commonest_answer_is_counted_in_the_graders_form_with_no_answer_as_one():
+    numbers = [Example(f"q{i}", "?", "7", AnswerKind.NUMBER) for i in range(5)]
+    counts = answer_counts(numbers, ["5", "5.0", "1,000", None, None])
+    assert counts == {"5": 2, "1000": 1, None: 2}
