@@ -255,7 +255,10 @@ def test_the_m_step_takes_one_optimizer_step_whose_gradient_is_the_papers_estima
     # beta = (1, 0), so g = 1/2 [grad log p(#2|q1) - grad log p(#5|q1)] + 1/2 grad log p(#6|q2).
     sampler, _ = trice({"q1|hinted": ["C", "B"], "q2|hinted": ["B", "B"], "q1|plain": ["A"], "q2|plain": ["A"]})
     result = sampler.e_step(QUESTIONS)
-    trainer = MStepTrainer(tiny_model_dir, OptimizerConfig(micro_batch_size=micro_batch_size, batch_size=1), 0, seed=0)
+    # float32: this checks the estimator to float32 rounding; on a CPU with bf16 the default
+    # (auto) would compute in bfloat16.
+    config = OptimizerConfig(micro_batch_size=micro_batch_size, batch_size=1, dtype="float32")
+    trainer = MStepTrainer(tiny_model_dir, config, 0, seed=0)
     steps = []
     trainer._run = lambda run: steps.extend(run) or MStepStats(0.0, len(run), 0, 0.0)
     metrics = sampler.train(trainer, result, to_sequences)
