@@ -37,6 +37,8 @@ from emreason.training.loss import Normalisation, TrainingSequence, collate, nor
 
 # optimizer.dtype's choices: the dtype the forward and backward passes compute in.
 M_STEP_DTYPES = (precision.AUTO, "float32", "bfloat16")
+# optimizer.attention's choices: transformers' attention implementation in the M-step.
+ATTENTION = (precision.AUTO, "sdpa", "eager")
 # A checkpoint's sharded trainer state (torch.distributed.checkpoint): the trained parameters
 # and their AdamW moments, readable by any number of processes.
 TRAINER_STATE = "trainer"
@@ -72,6 +74,9 @@ class OptimizerConfig(Checked):
     # float32, so small updates are not lost); auto = bfloat16 where the hardware computes it
     # natively (CUDA, CPU flag avx512_bf16 or amx_bf16), else float32 (emreason/precision.py).
     dtype: str = field(default=precision.AUTO, metadata=one_of(*M_STEP_DTYPES))
+    # transformers' attention implementation: sdpa (torch's fused kernels) or eager (plain
+    # matrix products); auto = eager for bfloat16 on a CPU, sdpa elsewhere (`attention_implementation`).
+    attention: str = field(default=precision.AUTO, metadata=one_of(*ATTENTION))
     # Train LoRA adapters on the frozen model instead of every weight (optimizer=lora).
     lora: LoraConfig | None = None
     # Processes the M-step runs in, all nodes together (one per GPU, nccl; gloo on CPUs),
@@ -153,7 +158,8 @@ class MStepTrainer:
         LoRA from the base model with the checkpoint's adapters and their moments."""
         weights = checkpoint / "model" if checkpoint and not self.config.lora else self.base_model_dir
         # float32 master weights whatever the compute dtype (bf16 is autocast, see accumulate_gradients).
-        model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
+        attention = attention_implementation(self.config.attention, self.compute_dtype, self.device)
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32, attn_implementation=attention)
         if self.config.lora:
             model = lora.add_adapter(model, self.config.lora, self.seed)
         self.model = model.to(self.device).eval()
@@ -271,6 +277,17 @@ class MStepTrainer:
             micro_loss.backward()
             loss += micro_loss.item()
         return self.ranks.sum(loss, self.device)
+
+
+def attention_implementation(choice: str, compute_dtype: torch.dtype, device: torch.device) -> str:
+    """transformers' attn_implementation for optimizer.attention: choice itself, or for `auto`
+    eager when computing in bfloat16 on a CPU and sdpa elsewhere. On a Zen 4 with AVX512_BF16,
+    torch's CPU flash-attention kernel made the whole bf16 M-step 1.17x slower than eager
+    attention at the default job's lengths (~250 tokens), and made no difference in float32
+    (docs/performance.md); on GPUs sdpa is the fast one."""
+    if choice != precision.AUTO:
+        return choice
+    return "eager" if device.type == "cpu" and compute_dtype == torch.bfloat16 else "sdpa"
 
 
 def by_length(step: list[TrainingSequence]) -> list[TrainingSequence]:
