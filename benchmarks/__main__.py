@@ -14,8 +14,10 @@ from pathlib import Path
 
 # vLLM's INFO lines would bury the figures; set before vLLM is imported.
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+# vLLM's named profiler ranges (model forward, sampling) for benchmarks/e_step_profile.py.
+os.environ.setdefault("VLLM_CUSTOM_SCOPES_FOR_PROFILING", "1")
 
-from benchmarks import e_step, em_iteration, hardware, lora_sync, m_step, weight_sync
+from benchmarks import e_step, e_step_profile, em_iteration, hardware, lora_sync, m_step, weight_sync
 from benchmarks.common import SEED, load_setup, report
 from emreason.generation.vllm_engine import VLLMGenerator
 
@@ -32,6 +34,7 @@ def main() -> None:
         report("engine_start_s", time.perf_counter() - engine_started)
         try:
             sampled, throughput = e_step.run(setup, engine)
+            e_step_profile.run(setup, engine, limits)
             trainer = m_step.run(setup, sampled, limits)
             sync_s = weight_sync.sync_into_running_engine(setup, engine, trainer, weights)
             via_merged = lora_sync.merged(setup, engine, Path(folder))

@@ -8,7 +8,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from emreason.chat import ChatPrompts
-from emreason.config import compose_job
+from emreason.config import Config, compose_job
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
 from emreason.generation.vllm_engine import GeneratorConfig
@@ -29,10 +29,20 @@ class Sizes:
     training_sequences: int = 64
     # Overrides of the job whose iteration and memory are measured (the default job).
     job_overrides: tuple[str, ...] = ()
+    # The profiled E-step as (hinted prompts, samples each, token cap); None = the default job's
+    # own (em.questions_per_iteration, the sampler's samples_per_question, generator.max_new_tokens).
+    profiled_e_step: tuple[int, int, int] | None = None
 
 
 # EMREASON_BENCH_QUICK=1: a smoke run of every measurement in a few minutes.
-QUICK = Sizes(questions=4, samples=2, max_new_tokens=32, training_sequences=16, job_overrides=("experiment=tiny",))
+QUICK = Sizes(
+    questions=4,
+    samples=2,
+    max_new_tokens=32,
+    training_sequences=16,
+    job_overrides=("experiment=tiny",),
+    profiled_e_step=(4, 2, 32),
+)
 
 
 @dataclass
@@ -42,6 +52,8 @@ class Setup:
     tokenizer: object
     prompts: ChatPrompts
     questions: list[Example]
+    # The default job as `emreason` composes it (dtypes resolved).
+    job: Config
     generator: GeneratorConfig
     optimizer: OptimizerConfig
 
@@ -60,6 +72,7 @@ def load_setup() -> Setup:
         tokenizer=tokenizer,
         prompts=ChatPrompts(tokenizer, job.dataset.prompts),
         questions=load_benchmark(job.dataset, SEED).train[: sizes.questions],
+        job=job,
         generator=job.generator,
         optimizer=job.optimizer,
     )

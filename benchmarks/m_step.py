@@ -2,7 +2,8 @@
 run as length-ordered micro-batches, the vocabulary projection on completion tokens only) against TRL's `SFTTrainer`
 (what users pick for supervised fine-tuning) on the same sequences (accepted rationales given
 the unhinted prompt, built as the EM loop builds them), the same completion-only loss and
-optimizer settings, in float32 and in bfloat16 (autocast over float32 weights on both sides).
+optimizer settings and attention implementation, in float32 and in bfloat16 (autocast over float32
+weights on both sides).
 SFTTrainer runs with each padding option that works on a CPU, and its best one counts: padded
 batches grouped by length, and best-fit-decreasing packing (padding-free; transformers masks
 attention between the packed sequences from their position ids, so no sequence sees another).
@@ -28,7 +29,7 @@ from emreason.data.grading import grade
 from emreason.em import training_sequences
 from emreason.samplers.base import Rationale
 from emreason.training.loss import TrainingSequence
-from emreason.training.m_step import MStepTrainer, OptimizerConfig
+from emreason.training.m_step import MStepTrainer, OptimizerConfig, attention_implementation
 
 # The targets: emreason's M-step at least 1.2x SFTTrainer in the same dtype, and at
 # least 50% of the bf16 training limit.
@@ -113,7 +114,9 @@ def trl_sft_seconds(setup: Setup, sequences: list[TrainingSequence], config: Opt
         shape = dict(per_device_train_batch_size=1, max_length=row)
     else:
         shape = dict(per_device_train_batch_size=config.batch_size, max_length=None)
-    model = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=torch.float32)
+    # The attention implementation emreason's M-step uses in this dtype, so only the trainers differ.
+    attention = attention_implementation(config.attention, getattr(torch, config.dtype), torch.device("cpu"))
+    model = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=torch.float32, attn_implementation=attention)
     with tempfile.TemporaryDirectory() as output_dir:
         arguments = SFTConfig(
             output_dir=output_dir,

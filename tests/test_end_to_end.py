@@ -34,10 +34,11 @@ def test_each_sampler_runs_one_em_iteration(tiny_multirun):
 
 @pytest.mark.parametrize("optimizer", ["adamw", "lora"])
 def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir, optimizer):
-    """After an M-step and a sync, the running engine generates exactly what a new engine
-    started from the trained weights generates, and differs from before. Under LoRA the
-    engine gets the merged weights."""
-    from emreason.generation.vllm_engine import GeneratorConfig, VLLMGenerator
+    """After an M-step and a sync, the running engine (the default job's settings, its KV-cache
+    block size included) generates exactly what a new engine started from the trained weights
+    generates, and differs from before. Under LoRA the engine gets the merged weights."""
+    from emreason.config import compose_job
+    from emreason.generation.vllm_engine import VLLMGenerator
     from emreason.training.loss import TrainingSequence
     from emreason.training.lora import LoraConfig
     from emreason.training.m_step import MStepTrainer, OptimizerConfig
@@ -58,11 +59,12 @@ def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir, op
         tuple(tokenizer(prompt).input_ids),
         tuple(tokenizer(target, add_special_tokens=False).input_ids) + (tokenizer.eos_token_id,),
     )
-    config = GeneratorConfig()
+    config = compose_job().generator  # the default job's engine settings
     greedy = dict(n=1, temperature=0.0, max_new_tokens=24)
 
     engine = VLLMGenerator(default_model_dir, config, seed=0)
     try:
+        assert engine.llm.llm_engine.vllm_config.cache_config.block_size == config.block_size == 64
         before = engine.generate([prompt], **greedy)[0][0].text
         trainer = MStepTrainer(default_model_dir, optimizers[optimizer], tokenizer.pad_token_id, seed=0)
         stats = trainer.m_step([sequence, sequence])
