@@ -2,11 +2,12 @@
 run as length-ordered micro-batches, the vocabulary projection on completion tokens only) against TRL's `SFTTrainer`
 (what users pick for supervised fine-tuning) on the same sequences (accepted rationales given
 the unhinted prompt, built as the EM loop builds them), the same completion-only loss and
-optimizer settings and attention implementation, in float32 and in bfloat16 (autocast over float32
-weights on both sides).
+optimizer settings, in float32 and in bfloat16 (autocast over float32 weights on both sides).
 SFTTrainer runs with each padding option that works on a CPU, and its best one counts: padded
 batches grouped by length, and best-fit-decreasing packing (padding-free; transformers masks
-attention between the packed sequences from their position ids, so no sequence sees another).
+attention between the packed sequences from their position ids, so no sequence sees another);
+each with its default attention (sdpa) and with emreason's choice in that dtype
+(`optimizer.attention`: eager for bf16 on a CPU), which made TRL's packed rows slower.
 
 Throughput counts real (non-pad) tokens per second; model FLOPs utilisation (MFU) is that over
 the training limit of the same dtype (6 x params FLOP per token at the matmul's GFLOP/s,
@@ -70,7 +71,13 @@ def run(setup: Setup, sampled: Sampled, limits: Limits) -> MStepTrainer:
             job_trainer = trainer
         del trainer
 
-        trl_s = {option: trl_sft_seconds(setup, sequences, config, option) for option in TRL_OPTIONS}
+        # TRL's default attention (sdpa) and emreason's choice in this dtype, if another.
+        ours = attention_implementation(config.attention, getattr(torch, dtype), torch.device("cpu"))
+        trl_s = {
+            f"{option}_{attention}": trl_sft_seconds(setup, sequences, config, option, attention)
+            for option in TRL_OPTIONS
+            for attention in dict.fromkeys(("sdpa", ours))
+        }
         for option, seconds in trl_s.items():
             report(f"m_step_tokens_per_s_trl_{option}_{short}", real_tokens / seconds)
         best = min(trl_s, key=trl_s.get)
@@ -94,7 +101,9 @@ def accepted_sequences(setup: Setup, sampled: Sampled) -> list[TrainingSequence]
     return training_sequences(chosen, setup.prompts, setup.tokenizer)
 
 
-def trl_sft_seconds(setup: Setup, sequences: list[TrainingSequence], config: OptimizerConfig, option: str) -> float:
+def trl_sft_seconds(
+    setup: Setup, sequences: list[TrainingSequence], config: OptimizerConfig, option: str, attention: str
+) -> float:
     """One SFTTrainer epoch over the sequences (already tokenized, the loss on completion
     tokens), with emreason's optimizer settings, dtype and sequences per optimizer step."""
     from datasets import Dataset
@@ -114,8 +123,6 @@ def trl_sft_seconds(setup: Setup, sequences: list[TrainingSequence], config: Opt
         shape = dict(per_device_train_batch_size=1, max_length=row)
     else:
         shape = dict(per_device_train_batch_size=config.batch_size, max_length=None)
-    # The attention implementation emreason's M-step uses in this dtype, so only the trainers differ.
-    attention = attention_implementation(config.attention, getattr(torch, config.dtype), torch.device("cpu"))
     model = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=torch.float32, attn_implementation=attention)
     with tempfile.TemporaryDirectory() as output_dir:
         arguments = SFTConfig(
