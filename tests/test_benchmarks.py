@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from conftest import REPO
 # benchmarks/ sits at the repository root, outside the installed package.
 sys.path.insert(0, str(REPO))
 
+from benchmarks import e_step_profile
 from benchmarks.common import report_target
 from benchmarks.em_iteration import peak_memory
 from benchmarks.hardware import Limits, parameter_count
@@ -108,3 +110,22 @@ def test_the_limits_count_each_parameter_once_and_2_and_6_flop_per_parameter_and
     assert limits.decode_tokens_per_s("float32") == pytest.approx(3e9 / (2 * params))
     assert limits.training_tokens_per_s("float32") == pytest.approx(3e9 / (6 * params))
 
+
+
+def test_the_e_step_profile_splits_wall_time_without_counting_nested_events_twice():
+    """Matrix products and attention run inside the forward range (and the vocabulary
+    projection's product inside the logits range): the rest of the model is what is left of
+    both ranges, the engine what is left of the wall time."""
+    microseconds = {
+        e_step_profile.FORWARD: 60e6,
+        e_step_profile.LOGITS: 5e6,
+        e_step_profile.SAMPLE: 8e6,
+        e_step_profile.MATMUL: 40e6,
+        e_step_profile.ATTENTION[0]: 14e6,
+        e_step_profile.ATTENTION[1]: 1e6,
+        "aten::mul": 3e6,  # counted through the ranges that hold it
+    }
+    events = [SimpleNamespace(key=key, cpu_time_total=value) for key, value in microseconds.items()]
+    shares = e_step_profile.time_shares(events, wall_s=80.0)
+    assert shares == pytest.approx({"matmul": 40, "attention": 15, "other_model": 10, "sampling": 8, "engine": 7})
+    assert sum(shares.values()) == pytest.approx(80.0)
