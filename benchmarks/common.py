@@ -51,11 +51,23 @@ class Setup:
     model_dir: Path
     tokenizer: object
     prompts: ChatPrompts
-    questions: list[Example]
+    # The default job's training split, in its seeded order.
+    train: list[Example]
     # The default job as `emreason` composes it (dtypes resolved).
     job: Config
-    generator: GeneratorConfig
-    optimizer: OptimizerConfig
+
+    @property
+    def questions(self) -> list[Example]:
+        """The training questions the E-step and M-step benchmarks sample for."""
+        return self.train[: self.sizes.questions]
+
+    @property
+    def generator(self) -> GeneratorConfig:
+        return self.job.generator
+
+    @property
+    def optimizer(self) -> OptimizerConfig:
+        return self.job.optimizer
 
 
 def load_setup() -> Setup:
@@ -71,10 +83,8 @@ def load_setup() -> Setup:
         model_dir=model_dir,
         tokenizer=tokenizer,
         prompts=ChatPrompts(tokenizer, job.dataset.prompts),
-        questions=load_benchmark(job.dataset, SEED).train[: sizes.questions],
+        train=load_benchmark(job.dataset, SEED).train,
         job=job,
-        generator=job.generator,
-        optimizer=job.optimizer,
     )
 
 

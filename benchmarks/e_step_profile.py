@@ -13,10 +13,9 @@ import time
 
 import torch
 
-from benchmarks.common import SEED, Setup, report, report_target
+from benchmarks.common import Setup, report, report_target
 from benchmarks.e_step import DECODE_LIMIT_TARGET_PCT, TEMPERATURE
 from benchmarks.hardware import DTYPES, Limits
-from emreason.data.loading import load_benchmark
 from emreason.generation.vllm_engine import VLLMGenerator
 
 # vLLM's profiler ranges (VLLM_CUSTOM_SCOPES_FOR_PROFILING=1, set by benchmarks/__main__.py) and
@@ -35,8 +34,7 @@ def run(setup: Setup, engine: VLLMGenerator, limits: Limits) -> None:
         setup.job.sampler.samples_per_question,
         setup.job.generator.max_new_tokens,
     )
-    examples = load_benchmark(setup.job.dataset, SEED).train[:questions]
-    prompts = [setup.prompts.text(example, hint=True) for example in examples]
+    prompts = [setup.prompts.text(example, hint=True) for example in setup.train[:questions]]
     report("e_step_job_shape", f"{len(prompts)} hinted prompts x {samples} samples, <= {max_new_tokens} tokens")
     engine.llm.reset_prefix_cache()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:

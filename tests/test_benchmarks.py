@@ -111,7 +111,6 @@ def test_the_limits_count_each_parameter_once_and_2_and_6_flop_per_parameter_and
     assert limits.training_tokens_per_s("float32") == pytest.approx(3e9 / (6 * params))
 
 
-
 def test_the_e_step_profile_splits_wall_time_without_counting_nested_events_twice():
     """Matrix products and attention run inside the forward range (and the vocabulary
     projection's product inside the logits range): the rest of the model is what is left of

@@ -1,7 +1,7 @@
 """The M-step trainer: padded micro-batches give the gradient of each sequence alone (with either
-attention implementation), steps are
-not built from length-sorted sequences, bf16 compute keeps float32 master weights, a non-finite
-step is stopped before it is applied, and a checkpoint continues exactly, loading the weights once."""
+attention implementation), steps are not built from length-sorted sequences, bf16 compute keeps
+float32 master weights, a non-finite step is stopped before it is applied, and a checkpoint
+continues exactly, loading the weights once."""
 
 import random
 
