@@ -7,15 +7,9 @@ LoRA-enabled engine and the engine in the other dtype start after it has stopped
 time, and the default job runs last, alone.
 """
 
-import os
 import tempfile
 import time
 from pathlib import Path
-
-# vLLM's INFO lines would bury the figures; set before vLLM is imported.
-os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-# vLLM's named profiler ranges (model forward, sampling) for benchmarks/e_step_profile.py.
-os.environ.setdefault("VLLM_CUSTOM_SCOPES_FOR_PROFILING", "1")
 
 from benchmarks import e_step, e_step_profile, em_iteration, hardware, lora_sync, m_step, weight_sync
 from benchmarks.common import SEED, load_setup, report

@@ -6,14 +6,20 @@ processing). The shares are of the E-step's wall time; the engine runs in the jo
 (generator.engine_in_process), so one profiler sees all of it.
 
 Its tokens/s is the default job's E-step speed, reported with its share of the decode limit
-beside the E-step benchmark's smaller batch (benchmarks/e_step.py).
+beside the E-step benchmark's smaller batch (benchmarks/e_step.py). Then the same prompts'
+prefill alone (one new token each), with one sample per prompt and with the job's samples: vLLM
+shares only full KV-cache blocks between the samples of a prompt, so each sample recomputes the
+prompt's last, partial block.
+
+Part of `make bench`; alone (the hardware limit, then the profile): `python -m benchmarks.e_step_profile`.
 """
 
 import time
 
 import torch
 
-from benchmarks.common import Setup, report, report_target
+from benchmarks import hardware
+from benchmarks.common import SEED, Setup, load_setup, report, report_target
 from benchmarks.e_step import DECODE_LIMIT_TARGET_PCT, TEMPERATURE
 from benchmarks.hardware import DTYPES, Limits
 from emreason.generation.vllm_engine import VLLMGenerator
@@ -52,6 +58,13 @@ def run(setup: Setup, engine: VLLMGenerator, limits: Limits) -> None:
         report_target("e_step_job_decode_limit_pct_vllm_bf16", share, DECODE_LIMIT_TARGET_PCT, "%", at_least=True)
     for part, seconds in time_shares(profile.key_averages(), wall_s).items():
         report(f"e_step_profile_{part}_pct", 100 * seconds / wall_s)
+    for n in sorted({1, samples}):
+        engine.llm.reset_prefix_cache()
+        started = time.perf_counter()
+        engine.generate(prompts, n=n, temperature=TEMPERATURE, max_new_tokens=1)
+        prefill_s = time.perf_counter() - started
+        report(f"e_step_job_prefill_s_{n}_samples", prefill_s)
+    report("e_step_job_prefill_pct", 100 * prefill_s / wall_s)
 
 
 def time_shares(events, wall_s: float) -> dict[str, float]:
@@ -69,3 +82,17 @@ def time_shares(events, wall_s: float) -> dict[str, float]:
         "sampling": sampling,
         "engine": wall_s - model - sampling,
     }
+
+
+def main() -> None:
+    setup = load_setup()
+    limits = hardware.run(setup)
+    engine = VLLMGenerator(setup.model_dir, setup.generator, SEED)
+    try:
+        run(setup, engine, limits)
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()
