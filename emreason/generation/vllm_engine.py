@@ -95,6 +95,20 @@ def _on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
+class _SkipRoundedWeightWarnings(logging.Filter):
+    """Drops vLLM's warning for each weight it rounds to a narrower dtype as it loads it (one
+    line per tensor, ~120 per load): the trainer's weights are float32 by design, and a bf16
+    engine loads them at its start and at every weight sync. Said once instead, in __init__."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Attempted to load weight %s with dtype")
+
+
+# vLLM's logger for those warnings (vllm/model_executor/models/utils.py).
+VLLM_WEIGHT_LOADING_LOG = "vllm.model_executor.models.utils"
+SKIP_ROUNDED_WEIGHT_WARNINGS = _SkipRoundedWeightWarnings()
+
+
 class VLLMGenerator:
     def __init__(self, model_dir: Path, config: GeneratorConfig, seed: int, **engine_options):
         """engine_options: further `vllm.LLM` arguments (the benchmarks' `enable_lora`)."""
@@ -103,11 +117,15 @@ class VLLMGenerator:
         from vllm import LLM
 
         self.config = config
+        dtype = precision.resolve(config.dtype)
+        if dtype != "float32":
+            logging.getLogger(VLLM_WEIGHT_LOADING_LOG).addFilter(SKIP_ROUNDED_WEIGHT_WARNINGS)
+            log.info("The engine computes in %s: it rounds the float32 weights it loads to %s", dtype, dtype)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if config.engine_in_process else "1"
         # Per-request seeds crash vLLM's CPU sampler; `reseed` reseeds the whole engine instead.
         self.llm = LLM(
             model=str(model_dir),
-            dtype=precision.resolve(config.dtype),
+            dtype=dtype,
             max_model_len=config.max_model_len,
             enforce_eager=config.enforce_eager,
             gpu_memory_utilization=config.gpu_memory_utilization,
