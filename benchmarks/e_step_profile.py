@@ -58,13 +58,14 @@ def run(setup: Setup, engine: VLLMGenerator, limits: Limits) -> None:
         report_target("e_step_job_decode_limit_pct_vllm_bf16", share, DECODE_LIMIT_TARGET_PCT, "%", at_least=True)
     for part, seconds in time_shares(profile.key_averages(), wall_s).items():
         report(f"e_step_profile_{part}_pct", 100 * seconds / wall_s)
+    prefill_s = {}
     for n in sorted({1, samples}):
         engine.llm.reset_prefix_cache()
         started = time.perf_counter()
         engine.generate(prompts, n=n, temperature=TEMPERATURE, max_new_tokens=1)
-        prefill_s = time.perf_counter() - started
-        report(f"e_step_job_prefill_s_{n}_samples", prefill_s)
-    report("e_step_job_prefill_pct", 100 * prefill_s / wall_s)
+        prefill_s[n] = time.perf_counter() - started
+        report(f"e_step_job_prefill_s_{n}_samples", prefill_s[n])
+    report("e_step_job_prefill_pct", 100 * prefill_s[samples] / wall_s)
 
 
 def time_shares(events, wall_s: float) -> dict[str, float]:

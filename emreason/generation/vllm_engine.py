@@ -95,18 +95,16 @@ def _on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-class _SkipRoundedWeightWarnings(logging.Filter):
-    """Drops vLLM's warning for each weight it rounds to a narrower dtype as it loads it (one
-    line per tensor, ~120 per load): the trainer's weights are float32 by design, and a bf16
-    engine loads them at its start and at every weight sync. Said once instead, in __init__."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Attempted to load weight %s with dtype")
-
-
-# vLLM's logger for those warnings (vllm/model_executor/models/utils.py).
+# vLLM's logger for the warning below (vllm/model_executor/models/utils.py).
 VLLM_WEIGHT_LOADING_LOG = "vllm.model_executor.models.utils"
-SKIP_ROUNDED_WEIGHT_WARNINGS = _SkipRoundedWeightWarnings()
+
+
+def skip_rounded_weight_warnings(record: logging.LogRecord) -> bool:
+    """A logging filter that drops vLLM's warning for each weight it rounds to a narrower dtype
+    as it loads it (one line per tensor, ~120 per load): the trainer's weights are float32 by
+    design, and a bf16 engine loads them at its start and at every weight sync. Said once
+    instead, in VLLMGenerator.__init__."""
+    return not str(record.msg).startswith("Attempted to load weight %s with dtype")
 
 
 class VLLMGenerator:
@@ -119,7 +117,7 @@ class VLLMGenerator:
         self.config = config
         dtype = precision.resolve(config.dtype)
         if dtype != "float32":
-            logging.getLogger(VLLM_WEIGHT_LOADING_LOG).addFilter(SKIP_ROUNDED_WEIGHT_WARNINGS)
+            logging.getLogger(VLLM_WEIGHT_LOADING_LOG).addFilter(skip_rounded_weight_warnings)
             log.info("The engine computes in %s: it rounds the float32 weights it loads to %s", dtype, dtype)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if config.engine_in_process else "1"
         # Per-request seeds crash vLLM's CPU sampler; `reseed` reseeds the whole engine instead.
