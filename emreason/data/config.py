@@ -15,6 +15,10 @@ from emreason.checks import Checked, allowed, at_least, problems_of
 from emreason.data.errors import DatasetError
 
 
+# test_split's name for the train questions that validation_from_train sets aside.
+HELD_OUT = "held_out"
+
+
 class OnBadRow(str, Enum):
     error = "error"  # stop at the first malformed row, naming file, row and field
     skip = "skip"  # leave the row out, log it and count it in Benchmark.skipped_rows
@@ -146,8 +150,12 @@ class DatasetConfig(Checked):
     # Split to train on; null = the benchmark has no train split, and a seeded share of the test
     # split (train_fraction of each subset's questions) becomes the train set.
     train_split: str | None = "train"
-    # Split to evaluate on.
+    # Split to evaluate on; `held_out` = the train questions validation_from_train set aside (a
+    # validation split for a benchmark without one, GSM8K).
     test_split: str = "test"
+    # Questions of the train split set aside (a split_seed shuffle) as the `held_out` split: no
+    # E-step ever draws them, whichever split a job evaluates on.
+    validation_from_train: int = field(default=0, metadata=at_least(0))
     # With train_split null: the share of each subset's questions that goes to the train set.
     train_fraction: float = field(default=0.5, metadata=allowed(lambda share: 0 < share < 1, "> 0 and < 1"))
     # Seed of that train/test division, apart from the run seed so all runs share one test set.
@@ -185,6 +193,11 @@ class DatasetConfig(Checked):
             problems.append(
                 f"dataset.train_split and dataset.test_split are both '{self.test_split}'; "
                 "set dataset.train_split=null to divide it into train and test"
+            )
+        if self.test_split == HELD_OUT and (self.train_split is None or self.validation_from_train == 0):
+            problems.append(
+                f"dataset.test_split={HELD_OUT} evaluates on train questions set aside: it needs "
+                "dataset.train_split and dataset.validation_from_train > 0"
             )
         if self.train_split is not None and self.local_path is not None and Path(self.local_path).is_file():
             problems.append(

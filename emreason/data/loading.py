@@ -6,6 +6,8 @@ Which questions are train and which are test:
   task; MMLU): the test split is divided. Within each subset (subject, task) the distinct
   questions are shuffled with split_seed and the first train_fraction of them go to train, so
   identical questions land on the same side and every subset is represented in both.
+With validation_from_train = n, n questions of the train split (a split_seed shuffle) are set
+aside as the `held_out` split: a validation split for GSM8K, which has none, that no E-step draws.
 Either way a train question that also stands in the test set (same text and choices) is dropped
 from train: ARC-Easy's train and test splits share two, MMLU repeats some across subjects.
 Then train_size and test_size examples are sampled with the run seed.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from emreason.data.config import DatasetConfig, as_dataset_config
+from emreason.data.config import HELD_OUT, DatasetConfig, as_dataset_config
 from emreason.data.errors import DatasetError
 from emreason.data.example import Example
 from emreason.data.parsing import parse_source
@@ -42,13 +44,19 @@ _Subset = tuple[str | None, list[Example]]
 
 def load_benchmark(cfg: DatasetConfig | DictConfig, seed: int) -> Benchmark:
     cfg = as_dataset_config(cfg)
-    test_subsets, skipped = _load_split(cfg, cfg.test_split)
-    if cfg.train_split is None:
-        train, test = _divide(test_subsets, cfg.train_fraction, cfg.split_seed)
+    if cfg.test_split == HELD_OUT:
+        train_subsets, skipped = _load_split(cfg, cfg.train_split)
+        train, test = _held_out(_all_examples(train_subsets), cfg.validation_from_train, cfg.split_seed)
     else:
-        train_subsets, skipped_in_train = _load_split(cfg, cfg.train_split)
-        skipped += skipped_in_train
-        train, test = _all_examples(train_subsets), _all_examples(test_subsets)
+        test_subsets, skipped = _load_split(cfg, cfg.test_split)
+        if cfg.train_split is None:
+            train, test = _divide(test_subsets, cfg.train_fraction, cfg.split_seed)
+        else:
+            train_subsets, skipped_in_train = _load_split(cfg, cfg.train_split)
+            skipped += skipped_in_train
+            train, test = _all_examples(train_subsets), _all_examples(test_subsets)
+        if cfg.validation_from_train:
+            train, _ = _held_out(train, cfg.validation_from_train, cfg.split_seed)
     train = _without_questions_of(test, train, cfg.name)
     train = _sample(train, cfg.train_size, seed, "train", cfg.name)
     test = _sample(test, cfg.test_size, seed, "test", cfg.name)
@@ -86,6 +94,14 @@ def _divide(subsets: list[_Subset], train_fraction: float, split_seed: int) -> t
         for example in examples:
             (train if _question(example) in train_questions else test).append(example)
     return train, test
+
+
+def _held_out(train: list[Example], size: int, split_seed: int) -> tuple[list[Example], list[Example]]:
+    """(the train examples left, `size` of them set aside), both in file order."""
+    order = list(range(len(train)))
+    random.Random(f"{split_seed}/held_out").shuffle(order)
+    aside = set(order[:size])
+    return [e for i, e in enumerate(train) if i not in aside], [e for i, e in enumerate(train) if i in aside]
 
 
 def _without_questions_of(test: list[Example], train: list[Example], name: str) -> list[Example]:
