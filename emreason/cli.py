@@ -12,7 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emreason import checkpoint
+from emreason import archive, checkpoint
 from emreason.config import CONFIG_DIR, job_config, register_configs
 from emreason.em import run_em
 from emreason.metrics_file import METRICS_FILE, read_metrics
@@ -163,6 +163,10 @@ def main(cfg: DictConfig) -> float | None:
         # Saved with the job's overrides: the job continued alone (`resume=DIR`) keeps its W&B group.
         cfg.logger.group = group
         overrides = [*overrides, f"logger.group='{group}'"]
+    if cfg.em.archive and archive.finished(cfg.em.archive, overrides, cfg.em.iterations):
+        archive.restore(cfg.em.archive, overrides, run_dir)
+        log.info("%s: restored from the archive %s, nothing to run.", run_dir, cfg.em.archive)
+        return objective(run_dir, cfg.objective)
     found = checkpoint.latest(run_dir)
     if found is not None and hydra_config.mode == RunMode.MULTIRUN:
         check_same_job(run_dir, found, overrides)
@@ -183,6 +187,8 @@ def main(cfg: DictConfig) -> float | None:
         run_em(job, run_dir, overrides, tracker)
     finally:
         tracker.close()
+    if job.em.archive:
+        log.info("Archived as %s", archive.store(job.em.archive, overrides, run_dir))
     log.info("Metrics: %s", run_dir / METRICS_FILE)
     return objective(run_dir, job.objective)
 

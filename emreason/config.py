@@ -47,6 +47,10 @@ class EMConfig:
     # A folder where the zero-shot evaluation is kept per (model, dataset, seed, test set) and
     # reused by the other jobs (experiment=study: the sweep's zero_shot/); null = evaluate.
     zero_shot_cache: str | None = None
+    # A folder that outlives the machine where a finished job keeps its metrics, config and
+    # rationales (emreason/archive.py); a job found there is restored, not run again
+    # (experiment=study: docs/study/runs in the repository). null = keep nothing.
+    archive: str | None = None
 
 
 @dataclass
@@ -81,15 +85,7 @@ class Config:
         return OmegaConf.to_container(OmegaConf.structured(self), enum_to_str=True)
 
 
-def created_dir(path: str) -> str:
-    """`${emreason.created_dir:PATH}`: PATH, made if missing. The Optuna sweeper opens its sqlite
-    file in the sweep folder before Hydra creates that folder."""
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def register_configs() -> None:
-    OmegaConf.register_new_resolver("emreason.created_dir", created_dir, replace=True)
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from emreason import checkpoint, rationale_log, zero_shot
+from emreason import checkpoint, rationale_log, resident_memory, zero_shot
 from emreason.chat import ChatPrompts
 from emreason.config import Config
 from emreason.data.example import Example
 from emreason.data.loading import load_benchmark
-from emreason.evaluation import Evaluation, evaluate, evaluate_sampled
+from emreason.evaluation import Evaluation, accuracy_change, evaluate, evaluate_sampled
 from emreason.generation.vllm_engine import VLLMGenerator
 from emreason.model_store import resolve_model
 from emreason.samplers import Proposer, Sampler, build_sampler
@@ -74,6 +74,9 @@ def run_em(job: Config, run_dir: Path, overrides: list[str], tracker: Tracker) -
                 tracker.log_rationales(iteration, e_step.proposals)
                 rationale_log.write(run_dir, iteration, "e_step", e_step.proposals)
                 row = iteration_metrics(iteration, questions, e_step, evaluation(iteration, context), timings, m_steps)
+            # The peak since the previous row: this iteration and the previous checkpoint's write.
+            row["peak_rss_gib"] = resident_memory.peak_gib()
+            resident_memory.reset_peak()
             tracker.log_iteration(row)
             log.info("EM iteration %d: checkpoint", iteration)
             commit_checkpoint(context, staging or stage_weights(run_dir, trainer, tokenizer), iteration, trainer, sampler)
@@ -142,6 +145,14 @@ def evaluation(iteration: int, context: Context) -> dict:
     greedy = evaluate(generator, prompts, test, max_new_tokens)
     rationale_log.write(context.run_dir, iteration, "evaluation", greedy.rationales)
     metrics = {"iteration": iteration, **test_metrics(greedy)}
+    if iteration > 0:
+        zero_shot_grades = {r["example"].id: r["correct"] for r in rationale_log.read(context.run_dir, 0, "evaluation")}
+        change = accuracy_change(test, zero_shot_grades, greedy.rationales)
+        metrics |= {
+            "test_accuracy_change": change.estimate,
+            "test_accuracy_change_low": change.low,
+            "test_accuracy_change_high": change.high,
+        }
     if em.test_samples:
         start_phase("sampled evaluation", iteration, context)
         sampled = evaluate_sampled(generator, prompts, test, max_new_tokens, em.test_samples, em.test_temperature)

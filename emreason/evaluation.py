@@ -13,6 +13,7 @@ from emreason.data.example import Example
 from emreason.data.grading import canonical
 from emreason.generation.completion import Generator
 from emreason.samplers.base import Proposer, Rationale
+from emreason.study_stats import Interval, seed_stratified_interval
 
 
 @dataclass
@@ -98,6 +99,15 @@ def evaluate(
             [bool(found) and found[0].correct for found in answers_per_question],
         ),
     )
+
+
+def accuracy_change(examples: list[Example], before: dict[str, bool], after: list[Rationale]) -> Interval:
+    """Accuracy after minus accuracy before on the same questions, with its 95% bootstrap
+    interval over the questions (emreason/study_stats.py): a change whose interval holds 0 is
+    within what other test questions would give. before: correct or not by example id; a
+    question missing from either (skipped as too long) counts as wrong there."""
+    now = {r.example.id: r.correct for r in after}
+    return seed_stratified_interval([[float(now.get(e.id, False)) - float(before.get(e.id, False)) for e in examples]])
 
 
 @dataclass

@@ -12,6 +12,10 @@ METRICS_FILE = "metrics.jsonl"
 TABLE_COLUMNS = [
     ("iteration", "iter", "d"),
     ("test_accuracy", "test_acc", ".3f"),
+    # The paired change against iteration 0 on the same questions, with its 95% interval.
+    ("test_accuracy_change", "vs_iter0", "+.3f"),
+    ("test_accuracy_change_low", "ci_low", "+.3f"),
+    ("test_accuracy_change_high", "ci_high", "+.3f"),
     ("test_unparseable_rate", "no_answer", ".3f"),
     ("test_top_answer_share", "top_ans", ".3f"),
     ("test_answer_kappa", "kappa", ".3f"),
@@ -25,6 +29,7 @@ TABLE_COLUMNS = [
     ("m_step_s", "m_step_s", ".1f"),
     ("sync_s", "sync_s", ".2f"),
     ("eval_s", "eval_s", ".1f"),
+    ("peak_rss_gib", "peak_gib", ".2f"),
 ]
 
 
@@ -72,7 +77,11 @@ def table_row(row: dict) -> str:
     return "  ".join(cells)
 
 
+# Suffixes of the keys that measure the machine (seconds, memory), not the job's result.
+MACHINE_MEASURES = ("_s", "_gib")
+
+
 def without_timings(rows: list[dict]) -> list[dict]:
-    """The rows without their wall-clock timings (keys ending in _s), for comparing two runs of
-    one job: everything else in a row is a function of the seed."""
-    return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in rows]
+    """The rows without their wall-clock timings and memory (keys ending in _s or _gib), for
+    comparing two runs of one job: everything else in a row is a function of the seed."""
+    return [{key: value for key, value in row.items() if not key.endswith(MACHINE_MEASURES)} for row in rows]

@@ -37,14 +37,15 @@ def write(run_dir: Path, iteration: int, phase: str, rationales: list[Rationale]
     return path
 
 
-def read(run_dir: Path) -> list[dict]:
-    """All records of a run, in iteration and phase order, each with its Example rebuilt under
-    "example". Raises FileNotFoundError when the run has no rationales folder."""
+def read(run_dir: Path, iteration: int | None = None, phase: str = "*") -> list[dict]:
+    """The records of a run (of one iteration and phase when given), in iteration and phase
+    order, each with its Example rebuilt under "example". Raises FileNotFoundError when the run
+    has no rationales folder."""
     folder = Path(run_dir) / FOLDER
     if not folder.is_dir():
         raise FileNotFoundError(f"{run_dir} has no {FOLDER}/ folder: it is not an emreason run directory")
     records = []
-    for path in sorted(folder.glob("*.jsonl")):
+    for path in sorted(folder.glob(f"{'*' if iteration is None else f'{iteration:03d}'}-{phase}.jsonl")):
         for line in path.read_text().splitlines():
             record = json.loads(line)
             fields = record["example"]

@@ -45,12 +45,13 @@ def run_job(run_dir: Path, *overrides: str, timeout: int = 20 * 60) -> list[dict
 
 
 @pytest.fixture(scope="session")
-def default_model_dir():
-    """The embedded default model, converted once into the cache."""
+def smoke_model_dir():
+    """The fast embedded model of experiment=tiny (SmolLM2-135M-Instruct), converted once into
+    the cache."""
     from emreason.config import compose_job
     from emreason.model_store import resolve_model
 
-    return resolve_model(compose_job().model)
+    return resolve_model(compose_job(["experiment=tiny"]).model)
 
 
 @pytest.fixture(scope="session")

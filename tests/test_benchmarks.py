@@ -23,8 +23,8 @@ MIB = 2**20
 
 
 @pytest.fixture(scope="module")
-def hf_generator(default_model_dir):
-    return HFGenerator(default_model_dir, "float32", seed=0)
+def hf_generator(smoke_model_dir):
+    return HFGenerator(smoke_model_dir, "float32", seed=0)
 
 
 def chat(generator: HFGenerator, question: str) -> str:

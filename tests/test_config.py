@@ -15,7 +15,7 @@ from emreason.generation.vllm_engine import GeneratorConfig, _prepare_cpu_enviro
 
 def test_every_sampler_and_model_config_composes_within_its_ranges():
     for sampler in ["rs", "star", "pps", "trice"]:
-        for model in ["smollm2_135m", "qwen2_5_3b", "llama3_2_3b"]:
+        for model in ["qwen2_5_coder_0_5b", "smollm2_135m", "qwen2_5_3b", "llama3_2_3b"]:
             for generator in ["vllm_cpu", "vllm_gpu"]:
                 job = compose_job([f"sampler={sampler}", f"model={model}", f"generator={generator}"])
                 assert job.sampler.name == sampler

@@ -33,7 +33,7 @@ def test_each_sampler_runs_one_em_iteration(tiny_multirun):
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "lora"])
-def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir, optimizer):
+def test_m_step_weights_reach_the_running_engine(tmp_path, smoke_model_dir, optimizer):
     """After an M-step and a sync, the running engine (the default job's settings, its KV-cache
     block size included) generates exactly what a new engine started from the trained weights
     generates, and differs from before. Under LoRA the engine gets the merged weights."""
@@ -48,7 +48,7 @@ def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir, op
         "lora": OptimizerConfig(name="lora", lr=1e-3, epochs=3, batch_size=2, lora=LoraConfig()),
     }
 
-    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(smoke_model_dir)
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Which planet is closest to the Sun? (A) Mars (B) Mercury"}],
         add_generation_prompt=True,
@@ -59,14 +59,14 @@ def test_m_step_weights_reach_the_running_engine(tmp_path, default_model_dir, op
         tuple(tokenizer(prompt).input_ids),
         tuple(tokenizer(target, add_special_tokens=False).input_ids) + (tokenizer.eos_token_id,),
     )
-    config = compose_job().generator  # the default job's engine settings
+    config = compose_job(["experiment=tiny"]).generator  # the smoke job's engine settings
     greedy = dict(n=1, temperature=0.0, max_new_tokens=24)
 
-    engine = VLLMGenerator(default_model_dir, config, seed=0)
+    engine = VLLMGenerator(smoke_model_dir, config, seed=0)
     try:
         assert engine.llm.llm_engine.vllm_config.cache_config.block_size == config.block_size == 64
         before = engine.generate([prompt], **greedy)[0][0].text
-        trainer = MStepTrainer(default_model_dir, optimizers[optimizer], tokenizer.pad_token_id, seed=0)
+        trainer = MStepTrainer(smoke_model_dir, optimizers[optimizer], tokenizer.pad_token_id, seed=0)
         stats = trainer.m_step([sequence, sequence])
         assert stats.optimizer_steps == 3
         trainer.save_weights(tmp_path / "weights")
@@ -107,7 +107,8 @@ def test_star_original_trains_the_base_model_on_the_whole_training_set_for_growi
     int(5 * 1.2^(n-1)) = 5 then 6 optimizer steps, and the step count is sampler state in the
     checkpoint (which questions and rationales: tests/test_samplers.py)."""
     rows = run_job(
-        tmp_path, "experiment=star_original", "em.iterations=2", "dataset.train_size=8", "dataset.test_size=8",
+        tmp_path, "experiment=star_original", "model=smollm2_135m", "dataset=arc_easy", "optimizer=adamw",
+        "em.iterations=2", "dataset.train_size=8", "dataset.test_size=8",
         "sampler.first_m_step_steps=5", "generator.max_new_tokens=64",
     )
     assert [row["iteration"] for row in rows] == [0, 1, 2]

@@ -27,8 +27,8 @@ LONG = Example("long", LONG_QUESTION, "B", AnswerKind.LETTER, CHOICES)
 
 
 @pytest.fixture(scope="module")
-def tokenizer(default_model_dir):
-    return AutoTokenizer.from_pretrained(default_model_dir)
+def tokenizer(smoke_model_dir):
+    return AutoTokenizer.from_pretrained(smoke_model_dir)
 
 
 def chat_prompts(tokenizer, on_long_prompt=LongPrompt.truncate, max_model_len=MAX_MODEL_LEN):

@@ -1,9 +1,8 @@
 """The study's presets compose: experiment=study (5 arms at one E-step budget, 2 benchmarks,
-3 seeds) and hparams_search=study_pilot (an Optuna search on the validation split)."""
+3 seeds) and hparams_search=study_pilot (a grid of M-step settings on validation questions)."""
 
 import itertools
 
-import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -46,26 +45,15 @@ def test_every_arm_has_the_same_e_step_budget(arm):
     assert cfg.dataset.test_split == "test" and cfg.dataset.test_size == 200
 
 
-def test_the_pilot_keeps_its_optuna_study_in_its_sweep_folder_made_before_the_sweep(tmp_path):
-    sweep = tmp_path / "pilot"
-    cfg = composed("hparams_search=study_pilot", f"hydra.sweep.dir={sweep}", hydra=True)
-    assert not sweep.exists()
-    assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep}/optuna.db" and sweep.is_dir()
-    # A rerun finds the trials of the first run in it.
-    first = optuna.create_study(storage=cfg.hydra.sweeper.storage, study_name=cfg.hydra.sweeper.study_name, direction="maximize")
-    first.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
-    again = optuna.load_study(storage=cfg.hydra.sweeper.storage, study_name=cfg.hydra.sweeper.study_name)
-    assert [trial.value for trial in again.trials] == [0.5]
-
-
-def test_the_pilot_maximises_the_kappa_of_validation_answers_only():
+def test_the_pilot_is_a_grid_of_m_step_settings_on_validation_questions_only():
     cfg = composed("hparams_search=study_pilot", hydra=True)
-    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
-    assert cfg.objective == "test_answer_kappa"
-    assert set(cfg.hydra.sweeper.params) == {"optimizer.lr", "optimizer.epochs"}
+    assert cfg.hydra.mode == "MULTIRUN" and cfg.hydra.sweep.dir == "multirun/pilot"
+    assert cfg.objective == "test_accuracy"
+    assert set(cfg.hydra.sweeper.params) == {"optimizer.lr"}
     study = composed("experiment=study")
     assert (cfg.em.iterations, cfg.em.questions_per_iteration) == (study.em.iterations, study.em.questions_per_iteration)
-    benchmark = load_benchmark(cfg.dataset, cfg.seed)
-    test = load_benchmark(composed().dataset, cfg.seed).test
-    assert len(benchmark.test) == 200
-    assert not {q.id for q in benchmark.test} & {q.id for q in test}  # validation is not the test split
+    validation = load_benchmark(cfg.dataset, cfg.seed)
+    test = load_benchmark(composed().dataset, cfg.seed)
+    assert len(validation.test) == 200
+    assert not {q.id for q in validation.test} & {q.id for q in test.test}  # validation is not the test split
+    assert not {q.id for q in validation.test} & {q.id for q in test.train}  # nor what the E-steps draw
