@@ -294,3 +294,17 @@ def test_trailing_whitespace_and_markdown_never_change_a_grade(rationale, suffix
     example, completion = rationale
     before, after = grade(completion, example), grade(completion + suffix, example)
     assert (after.answer, after.correct) == (before.answer, before.correct)
+
+
+def test_math_verify_does_not_announce_its_disabled_time_limit_but_keeps_other_warnings(caplog, monkeypatch):
+    import logging
+
+    import math_verify.grader
+    import math_verify.parser
+
+    monkeypatch.setattr(math_verify.parser, "TIMEOUT_WARNING_SHOWN", False)
+    monkeypatch.setattr(math_verify.grader, "TIMEOUT_WARNING_SHOWN", False)
+    with caplog.at_level(logging.WARNING):
+        assert grade("The answer is 72.", GSM).correct
+        logging.getLogger("math_verify.parser").warning("a real warning")
+    assert [record.getMessage() for record in caplog.records] == ["a real warning"]

@@ -8,6 +8,7 @@ that never concludes has no answer: the grader does not pick a number it merely 
 A rationale cut off at the token limit concludes only if its statements agree.
 A rationale without a readable answer is wrong, never an error."""
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -50,6 +51,16 @@ _MATH = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
 # Longer answer phrases are not parsed: math-verify's own time limit would make a grade depend
 # on how busy the machine is, so it is off, and the input is bounded instead.
 _LONGEST_MATH_PHRASE = 200
+
+
+def _skip_disabled_timeout_notice(record: logging.LogRecord) -> bool:
+    """A logging filter that drops math-verify's warning that its time limit is off (off on
+    purpose, see above; it is logged by every process that grades, twice); its other warnings pass."""
+    return not str(record.msg).startswith("Timeout is disabled")
+
+
+for _logger in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_logger).addFilter(_skip_disabled_timeout_notice)
 
 
 def _parse(text: str) -> list:
