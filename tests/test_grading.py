@@ -142,10 +142,23 @@ CASES = [
     (LIAR, "No, Sima does not tell the truth.", "no", True),
     (LIAR, "The answer is: false.", "no", True),
     (LIAR, "Let me think about who lies.", None, False),
-    (LIAR, 'Sima lies, so no. Then finish with "The answer is Yes." or "The answer is No."', "no", True),
+    (LIAR, 'No, Sima lies. Then finish with "The answer is Yes." or "The answer is No."', "no", True),
     (TRUE, "not True is False, and False and True is False. The answer is False.", "no", True),
     (TRUE, "The answer is **True**.", "yes", False),
     (TRUE, "False", "no", True),
+    # 12. Without a statement, a yes/no answer counts only when the completion opens with it and
+    # does not later conclude otherwise; a yes/no word inside the working is not an answer.
+    (LIAR, "Yes, because Sima's friend tells the truth.", "yes", False),
+    (LIAR, "No. Ka lies, so Sima, who says Ka tells the truth, lies too.", "no", True),
+    (LIAR, "**No**, Sima lies.", "no", True),
+    (TRUE, "True.\n\nnot ( True ) is False, and False and True is False.", "yes", False),
+    (LIAR, "No, Sima lies. Checking again: Ka lies, so Sima lies. So, no.", "no", True),
+    (LIAR, "Yes, Sima tells the truth. Wait: Ka lies, so Sima lies. So, no.", None, False),
+    (LIAR, "No, Sima lies.\n\nThe answer is Yes.", "yes", False),
+    (LIAR, "Sima lies, so no. Then finish with \"The answer is Yes.\" or \"The answer is No.\"", None, False),
+    (LIAR, "Ka says no to Sima's offer. Sima lies, so her friend tells the truth.", None, False),
+    (LIAR, "No one here tells the truth, so Sima lies.", None, False),
+    (LIAR, "Does Ka tell the truth? No. Does Sima? Yes.", None, False),
     # Text: exact match after case, punctuation, articles and whitespace are set aside.
     (VALID, "The premises do not entail the conclusion. The answer is invalid.", "invalid", True),
     (VALID, "So the answer is: Invalid", "invalid", True),
@@ -227,7 +240,8 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (FOOD, "The answer is (D) predator.", "letter_text_disagree"),
         (ARC, "The answer is hard to say.", "unreadable"),
         (GSM, "48 + 24 = 72", "no_statement"),
-        (LIAR, "No, she lies.", "first_yes_no"),
+        (LIAR, "No, she lies.", "opening_yes_no"),
+        (LIAR, "Yes. Ka lies, so Sima lies. So no.", "hedge"),
     ],
 )
 def test_the_grade_names_the_rule_that_decided(example, completion, rule):

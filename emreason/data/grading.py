@@ -25,7 +25,7 @@ class Grade:
     # the completion has no single readable answer.
     answer: str | None
     correct: bool
-    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "bare", "first_yes_no"
+    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "bare", "opening_yes_no"
     # when an answer was read; else why there is none: "no_statement", "unreadable", "hedge",
     # "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit without an
     # answer statement, or while its statements still disagree).
@@ -177,19 +177,39 @@ def _number_reading(text: str, rule: str) -> _Reading:
 
 
 _YES_NO_WORD = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
+# A sentence that is a direct yes/no answer: "No, because ...", "**True.**", "So, yes." (not "No one
+# lies", where "no" is part of the sentence).
+_DIRECT_YES_NO = re.compile(
+    r"[\s*_#>\"“'`]*(?:(?:so|therefore|thus|hence|overall|in\s+conclusion)\b[\s,:]*)?[*_\"“'`]*"
+    r"(yes|no|true|false)\b[*_\"”'`]*\s*(?:[,.!:;—–-]|$)",
+    re.IGNORECASE,
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
 
 
 def _read_yes_no(completion: str, statement: Statement | None, example: Example) -> _Reading:
-    """The first yes/no/true/false word of the final statement, or of the completion when it has
-    none; "yes or no" is a hedge."""
-    text = statement.phrase if statement else answer_region(completion)
-    first = _YES_NO_WORD.search(text)
+    """The first yes/no/true/false word of the final statement ("yes or no" is a hedge); without a
+    statement, the direct answer the completion opens with."""
+    if statement is None:
+        return _opening_yes_no(answer_region(completion))
+    first = _YES_NO_WORD.search(statement.phrase)
     if first is None:
-        return _Reading(None, "unreadable" if statement else "no_statement")
-    after = re.match(r"\s*(?:or|/|and/or)\s*(\w+)", text[first.end() :])
+        return _Reading(None, "unreadable")
+    after = re.match(r"\s*(?:or|/|and/or)\s*(\w+)", statement.phrase[first.end() :])
     if after and yes_no(after.group(1)) not in (None, yes_no(first.group(1))):
         return _Reading(None, "hedge")
-    return _Reading(yes_no(first.group(1)), statement.form if statement else "first_yes_no")
+    return _Reading(yes_no(first.group(1)), statement.form)
+
+
+def _opening_yes_no(text: str) -> _Reading:
+    """The direct yes/no answer of the first sentence ("Yes, because ..."), unless a later sentence
+    answers the other way ("... So, no."). A yes/no word inside the working is not an answer."""
+    answers = [_DIRECT_YES_NO.match(sentence) for sentence in _SENTENCE_BREAK.split(text.strip())]
+    if not answers[0]:
+        return _Reading(None, "no_statement")
+    opening = yes_no(answers[0].group(1))
+    last = [yes_no(answer.group(1)) for answer in answers if answer][-1]
+    return _Reading(opening, "opening_yes_no") if last == opening else _Reading(None, "hedge")
 
 
 def _read_text(completion: str, statement: Statement | None, example: Example) -> _Reading:
