@@ -265,8 +265,51 @@ def test_answer_end_is_where_the_final_statement_ends():
     result = grade(completion, ARC)
     assert completion[: result.answer_end] == "Mars orbits the Sun. The answer is (B)."
     boxed = "So it is $\\boxed{72}$. Then we check."
-    assert boxed[: grade(boxed, GSM).answer_end] == "So it is $\\boxed{72}"
+    assert boxed[: grade(boxed, GSM).answer_end] == "So it is $\\boxed{72}$."
     assert grade("48 + 24 = 72", GSM).answer_end is None
+
+
+# Completions that run past their answer, as the default model writes them: each is graded correct,
+# and the text up to answer_end (what the M-step trains on, then end-of-sequence) is its first part.
+RUN_PAST_ANSWER = [
+    (GSM, "48 + 24 = 72.\n\nTherefore, the answer is \\(\\boxed{72}\\).", "\n\nQuestion: Tom has 5 apples..."),
+    (GSM, "In all she sold:\n\\[ \\boxed{72} \\]", "\n\nThis is the sum of April and May."),
+    (GSM, "In all she sold:\n\\[\n\\boxed{72}\n\\]", "\nTo verify, we add again."),
+    (GSM, "So the total is $\\boxed{72}$.", " Let me check: 48 + 24 = 72."),
+    (GSM, "$$\n\\text{total} = 48 + 24 = \\boxed{72}\n$$", "\n\nThus Natalia sold 72 clips."),
+    (GSM, "**The answer is 72**", "\n\n```python\nprint(48 + 24)\n```"),
+    (GSM, "**The answer is: 72.**", " Natalia sold 72 clips in all."),
+    (GSM, "**Final Answer:** \\(\\boxed{72}\\)", "\n\nHuman: What is 2 + 2?"),
+    (GSM, "The answer is $72$.", " Explanation: 48 in April, 24 in May."),
+    (GSM, "The answer is \\( 72 \\).", "\n\n### Explanation\n48 + 24 = 72"),
+    (GSM, "Thus, \\( \\boxed{72} \\)", " clips were sold in all."),
+    (GSM, "She paid $5 and $7 more. The answer is $\\boxed{72}$.", "\n```output\n72\n```"),
+    (ARC, "Mars orbits the Sun. The final answer is $\\boxed{\\text{(B)}}$.", "\n\n## Explanation\nMars is a planet."),
+    (ARC, "**The answer is (B) Mars.**", " Mars is the fourth planet from the Sun."),
+    (LIAR, "Sima lies. Answer: **No**.", " Ka tells the truth, so Sima lies."),
+    (LIAR, 'Sima lies. "The answer is No."', "\n\nQuestion: Does Ka tell the truth?"),
+]
+
+
+def _balanced(text: str) -> bool:
+    """Every LaTeX math and bold delimiter that opens in the text also closes."""
+    single_dollars = text.replace("$$", "").count("$")
+    return (
+        text.count("\\(") == text.count("\\)")
+        and text.count("\\[") == text.count("\\]")
+        and text.count("$$") % 2 == 0
+        and single_dollars % 2 == 0
+        and text.count("**") % 2 == 0
+    )
+
+
+@pytest.mark.parametrize(("example", "answer", "after"), RUN_PAST_ANSWER)
+def test_a_rationale_trained_up_to_answer_end_closes_every_delimiter_of_its_statement(example, answer, after):
+    result = grade(answer + after, example)
+    assert result.correct
+    trained = (answer + after)[: result.answer_end]
+    assert trained == answer
+    assert _balanced(trained)
 
 
 # Properties of the reward, over generated rationales: a prefix of plain reasoning text, then a

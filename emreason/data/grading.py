@@ -30,8 +30,9 @@ class Grade:
     # "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit without an
     # answer statement, or while its statements still disagree).
     rule: str = "no_statement"
-    # Character offset in the completion where the final answer statement ends (closing
-    # punctuation included); None without a statement. The M-step trains a kept rationale up to here.
+    # Character offset in the completion where the final answer statement ends (the math or bold
+    # span it is in and its closing punctuation included); None without a statement. The M-step
+    # trains a kept rationale up to here.
     answer_end: int | None = None
 
 

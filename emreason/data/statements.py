@@ -44,13 +44,20 @@ _PHRASE_END = re.compile(
 _WRAPPING = " \t*_`\"“”'$:"
 _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf|boxed)\s*\{([^{}]*)\}")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+# Delimited spans a statement may end inside: LaTeX math ("\\(\\boxed{8}\\)", "$$ ... $$", "$8$",
+# whose inner sides touch no space, so that "$5 and $7" is money) and bold markdown.
+_DELIMITED = re.compile(
+    r"\$\$.+?\$\$|\\\[.+?\\\]|\\\(.+?\\\)|\$(?=\S)[^$\n]*?(?<=\S)\$(?!\d)|\*\*(?=\S)[^\n]*?(?<=\S)\*\*",
+    re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
 class Statement:
     # The answer phrase, unwrapped of markdown and LaTeX ("(B) Mars", "72 clips", "valid").
     phrase: str
-    # Character offset in the completion where the statement (with its closing punctuation) ends.
+    # Character offset in the completion where the statement ends: after the math or bold span
+    # it is in and its closing punctuation.
     end: int
     # "statement" or "boxed": which form the final statement took.
     form: str
@@ -110,13 +117,13 @@ def _first_statement_end(completion: str) -> int | None:
 def _phrase(region: str, start: int, form: str) -> tuple[str, int]:
     if form == "boxed":
         end = _closing_brace(region, start)
-        return region[start:end], min(end + 1, len(region))
+        return region[start:end], _statement_end(region, min(end + 1, len(region)))
     rest_of_line = region[start:].split("\n", 1)[0]
     if not rest_of_line.strip(_WRAPPING) and "\n" in region[start:]:
         return _block_below(region, start + len(rest_of_line) + 1)
     cut = _PHRASE_END.search(region, start)
     end = cut.start() if cut else len(region)
-    return region[start:end], _after_closing_marks(region, end)
+    return region[start:end], _statement_end(region, end)
 
 
 def _block_below(region: str, start: int) -> tuple[str, int]:
@@ -143,6 +150,12 @@ def _closing_brace(text: str, start: int) -> int:
     return len(text)
 
 
-def _after_closing_marks(text: str, end: int) -> int:
+def _statement_end(text: str, end: int) -> int:
+    """Where a statement whose answer ends at `end` ends: after the math or bold span it is in
+    ("\\(\\boxed{8}\\)", "**The answer is 8**") and its closing punctuation, so that a rationale
+    trained up to there has no delimiter left open."""
+    for span in _DELIMITED.finditer(text):
+        if span.start() < end < span.end():
+            end = span.end()
     closing = re.match(r"[.!?*_\"”'`)$}\]]*", text[end:])
     return end + closing.end()
