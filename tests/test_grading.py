@@ -34,6 +34,17 @@ HALF = Example("gsm-half", "What share is left?", "0.5", AnswerKind.NUMBER)
 FIVE_NUM = Example("gsm-5", "What is 2 + 3?", "5", AnswerKind.NUMBER)
 DYCK = Example("dyck_languages/test/1", "Complete the rest of the sequence: [ [ (", ") ] ]", AnswerKind.TEXT)
 SORTING = Example("word_sorting/test/1", "Sort: syndrome therefrom", "syndrome therefrom", AnswerKind.TEXT)
+TOOL = Example(
+    "arc-tool", "Which tool measures temperature?", "C", AnswerKind.LETTER,
+    ("a ruler", "a balance", "a thermometer", "a clock"),
+)
+DATE = Example(
+    "date_understanding/test/2",
+    "Today is 04/30/2021. What is the date tomorrow in MM/DD/YYYY?\nOptions:\n"
+    "(A) 04/01/2021\n(B) 05/02/2021\n(C) 05/01/2021\n(D) 06/01/2021",
+    "C",
+    AnswerKind.LETTER,
+)
 
 CASES = [
     # Letters: the final statement in its usual forms.
@@ -159,6 +170,14 @@ CASES = [
     (LIAR, "Ka says no to Sima's offer. Sima lies, so her friend tells the truth.", None, False),
     (LIAR, "No one here tells the truth, so Sima lies.", None, False),
     (LIAR, "Does Ka tell the truth? No. Does Sima? Yes.", None, False),
+    # Formats of Qwen2.5-Coder-0.5B-Instruct (issue #27).
+    # A box (or statement) that holds an option's text instead of its letter; BBH's options are in the question.
+    (DATE, "Tomorrow is May 1st. So the date is \\boxed{05/01/2021}.", "C", True),
+    (DATE, "The answer is 05/01/2021.", "C", True),
+    (DATE, "The answer is \\boxed{05/02/2021}.", "B", False),
+    (DATE, "The answer is (B) 05/01/2021.", None, False),
+    (DATE, "The answer is 05/01/2021 or 05/02/2021.", None, False),
+    (TOOL, "So the tool is $\\boxed{\\text{a thermometer}}$.", "C", True),
     # Text: exact match after case, punctuation, articles and whitespace are set aside.
     (VALID, "The premises do not entail the conclusion. The answer is invalid.", "invalid", True),
     (VALID, "So the answer is: Invalid", "invalid", True),

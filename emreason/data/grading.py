@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from emreason.data.answers import LETTERS, normalize_number, normalize_text, option_letters, yes_no
+from emreason.data.answers import LETTERS, normalize_number, normalize_text, written_options, yes_no
 from emreason.data.example import AnswerKind, Example
 from emreason.data.statements import Statement, answer_region, answer_statements, unwrap
 
@@ -112,8 +112,7 @@ def _words(text: str) -> str:
 
 
 def _read_letter(completion: str, statement: Statement | None, example: Example) -> _Reading:
-    # BBH writes the options inside the question instead of in `choices`.
-    allowed = LETTERS[: len(example.choices)] if example.choices else option_letters(example.question)
+    allowed = "".join(_options(example))
     if statement is None:
         # A completion of one line that is an option ("B", "A) electrical", "carbon dioxide").
         line = unwrap(completion.strip())
@@ -140,20 +139,24 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
     return _Reading(None, "hedge" if named_by_text else "unreadable")
 
 
+def _options(example: Example) -> dict[str, str]:
+    """Letter -> option text; BBH writes the options inside the question instead of in `choices`."""
+    return dict(zip(LETTERS, example.choices)) if example.choices else written_options(example.question)
+
+
 def _options_named(text: str, example: Example, whole: bool = False) -> set[str]:
     """Letters of the options whose whole text the phrase contains (or is, with whole=True); a
     longer option's text is matched first, so "salt water" does not also name the option "water"."""
     text = normalize_text(text).strip("()[]")
+    options = {letter: normalize_text(option) for letter, option in _options(example).items()}
     if whole:
-        return {LETTERS[i] for i, option in enumerate(example.choices) if normalize_text(option) == text}
+        return {letter for letter, option in options.items() if option == text}
     remaining = f" {text} "
     named = set()
-    options = sorted(enumerate(example.choices), key=lambda item: -len(item[1]))
-    for index, option in options:
-        option_text = normalize_text(option)
-        if option_text and f" {option_text} " in remaining:
-            named.add(LETTERS[index])
-            remaining = remaining.replace(f" {option_text} ", " | ")
+    for letter, option in sorted(options.items(), key=lambda item: -len(item[1])):
+        if option and f" {option} " in remaining:
+            named.add(letter)
+            remaining = remaining.replace(f" {option} ", " | ")
     return named
 
 
