@@ -45,6 +45,11 @@ DATE = Example(
     "C",
     AnswerKind.LETTER,
 )
+SIXTY = Example("gsm-60", "How many minutes?", "60", AnswerKind.NUMBER)
+TWELVE = Example("gsm-12", "How many hours?", "12", AnswerKind.NUMBER)
+MONEY = Example("gsm-money", "How much did she earn?", "1234.5", AnswerKind.NUMBER)
+DOLLARS = Example("gsm-18", "How many dollars does she make?", "18", AnswerKind.NUMBER)
+FORTY_TWO = Example("gsm-42", "How many eggs?", "42", AnswerKind.NUMBER)
 
 CASES = [
     # Letters: the final statement in its usual forms.
@@ -178,6 +183,25 @@ CASES = [
     (DATE, "The answer is (B) 05/01/2021.", None, False),
     (DATE, "The answer is 05/01/2021 or 05/02/2021.", None, False),
     (TOOL, "So the tool is $\\boxed{\\text{a thermometer}}$.", "C", True),
+    # Modal phrasings, and a whole statement in parentheses.
+    (ARC, "Mars orbits the Sun, so the answer should be (B).", "B", True),
+    (FORTY_TWO, "Each of the 6 hens lays 7 eggs, so the answer would be 42.", "42", True),
+    (ARC, "Mars orbits the Sun. (The answer is B.)", "B", True),
+    # Kept right: fake program output after the answer, back-to-back statements, a filled-in
+    # placeholder ("N = 60") and a later box.
+    (SIXTY, "The answer is 60.\n```output\n62\n```", "60", True),
+    (SIXTY, "```python\nprint(2 * 30)\n```\n```output\n60\n```\nThe answer is 60.", "60", True),
+    (ARC, "The answer is (A).\nThe answer is (B).", "B", True),
+    (SIXTY, "2 * 30 = 60. The answer is N = 60.", "60", True),
+    (SIXTY, "2 * 30 = 60. The answer is \\(N = 60\\).", "60", True),
+    (TWELVE, "3 * 4 = 12. The answer is N, where N is 12 hours.", "12", True),
+    (SIXTY, "The answer is \\(N = 50\\).\n\nCorrecting the sum: \\(\\boxed{60}\\)", "60", True),
+    (SIXTY, "The answer is N = 60.\n\nThe answer is 62.", "62", False),
+    # Amounts with thousands separators and cents, a number with a parenthesised unit.
+    (MONEY, "She earned 1,000 + 234.50. The answer is $1,234.50.", "1234.5", True),
+    (MONEY, "The answer is \\(\\boxed{\\$1,234.50}\\).", "1234.5", True),
+    (DOLLARS, "9 * 2 = 18. The answer is 18 (dollars).", "18", True),
+    (DOLLARS, "The answer is 18 (dollars) or 20 (dollars).", None, False),
     # Text: exact match after case, punctuation, articles and whitespace are set aside.
     (VALID, "The premises do not entail the conclusion. The answer is invalid.", "invalid", True),
     (VALID, "So the answer is: Invalid", "invalid", True),

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from sympy import Equality
 
 from emreason.data.answers import LETTERS, normalize_number, normalize_text, written_options, yes_no
 from emreason.data.example import AnswerKind, Example
@@ -172,11 +173,15 @@ def _read_number(completion: str, statement: Statement | None, example: Example)
 
 
 def _number_reading(text: str, rule: str) -> _Reading:
-    """The value the text ends at ("2 + 3 = 5" -> 5), parsed by math-verify."""
-    parsed = _parse(text.replace("−", "-"))
+    """The value the text ends at ("2 + 3 = 5" -> 5, "\\(N = 60\\)" -> 60), parsed by math-verify."""
+    # "\$1,234.50" (LaTeX's escaped dollar sign) is read by math-verify only unescaped.
+    parsed = _parse(text.replace("−", "-").replace("\\$", "$"))
     if not parsed:
         return _Reading(None, "unreadable")
     value, written = parsed[0], str(parsed[-1])
+    if isinstance(value, Equality):
+        # math-verify keeps a LaTeX equation whole: the template's placeholder filled in ("N = 60").
+        value, written = value.rhs, written.rsplit("=", 1)[-1]
     return _Reading(normalize_number(written) or str(value), rule)
 
 
