@@ -187,6 +187,11 @@ CASES = [
     (ARC, "Mars orbits the Sun, so the answer should be (B).", "B", True),
     (FORTY_TWO, "Each of the 6 hens lays 7 eggs, so the answer would be 42.", "42", True),
     (ARC, "Mars orbits the Sun. (The answer is B.)", "B", True),
+    # A letter alone on the last line of a rationale without a statement.
+    (ARC, "Mars orbits the Sun, the Moon orbits Earth.\nb", "B", True),
+    (ARC, "Mars orbits the Sun.\n\n**(B)**", "B", True),
+    (ARC, "Mars orbits the Sun.\nc", "C", False),
+    (ARC, "Mars orbits the Sun.\nB) Mars is a planet", None, False),
     # Kept right: fake program output after the answer, back-to-back statements, a filled-in
     # placeholder ("N = 60") and a later box.
     (SIXTY, "The answer is 60.\n```output\n62\n```", "60", True),
@@ -283,6 +288,7 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (FOOD, "The answer is (D) predator.", "letter_text_disagree"),
         (ARC, "The answer is hard to say.", "unreadable"),
         (GSM, "48 + 24 = 72", "no_statement"),
+        (ARC, "Mars orbits the Sun.\nb", "last_line"),
         (LIAR, "No, she lies.", "opening_yes_no"),
         (LIAR, "Yes. Ka lies, so Sima lies. So no.", "hedge"),
     ],

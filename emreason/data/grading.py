@@ -26,10 +26,10 @@ class Grade:
     # the completion has no single readable answer.
     answer: str | None
     correct: bool
-    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "bare", "opening_yes_no"
-    # when an answer was read; else why there is none: "no_statement", "unreadable", "hedge",
-    # "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit without an
-    # answer statement, or while its statements still disagree).
+    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "bare", "last_line",
+    # "opening_yes_no" when an answer was read; else why there is none: "no_statement", "unreadable",
+    # "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit
+    # without an answer statement, or while its statements still disagree).
     rule: str = "no_statement"
     # Character offset in the completion where the final answer statement ends (the math or bold
     # span it is in and its closing punctuation included); None without a statement. The M-step
@@ -48,6 +48,7 @@ _LETTER_REFERENCE = re.compile(
     r"\(([A-Za-z])\)|\b(?:option|choice|letter)\s+([A-Za-z])\b|(?<![\w'’-])([A-Z])(?![\w'’-])(?!\s+[a-z])"
 )
 _STARTS_WITH_LETTER = re.compile(r"\(?[A-Z]\)(?:\s|$)|[A-Z]\.?$")
+_LETTER_ALONE = re.compile(r"\(?([A-Za-z])\)?\.?")
 _HEDGE = re.compile(r"\s(?:or|and/or)\s|\s/\s", re.IGNORECASE)
 _MATH = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
 # Longer answer phrases are not parsed: math-verify's own time limit would make a grade depend
@@ -115,11 +116,9 @@ def _words(text: str) -> str:
 def _read_letter(completion: str, statement: Statement | None, example: Example) -> _Reading:
     allowed = "".join(_options(example))
     if statement is None:
-        # A completion of one line that is an option ("B", "A) electrical", "carbon dioxide").
-        line = unwrap(completion.strip())
-        if "\n" in line or not (_STARTS_WITH_LETTER.match(line) or _options_named(line, example, whole=True)):
+        statement = _bare_option(completion, example)
+        if statement is None:
             return _Reading(None, "no_statement")
-        statement = Statement(line, len(completion), "bare")
     phrase = statement.phrase
     references = list(_LETTER_REFERENCE.finditer(phrase))
     if not references and re.fullmatch(r"\(?[a-z]\)?", phrase):
@@ -138,6 +137,16 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
     if len(named_by_text) == 1:
         return _Reading(named_by_text.pop(), statement.form)
     return _Reading(None, "hedge" if named_by_text else "unreadable")
+
+
+def _bare_option(completion: str, example: Example) -> Statement | None:
+    """A completion of one line that is an option ("B", "A) electrical", "carbon dioxide"), or whose
+    last line is a letter alone ("... Mars orbits the Sun.\nb")."""
+    line = unwrap(completion.strip())
+    if "\n" not in line and (_STARTS_WITH_LETTER.match(line) or _options_named(line, example, whole=True)):
+        return Statement(line, len(completion), "bare")
+    last_letter = _LETTER_ALONE.fullmatch(unwrap(line.rsplit("\n", 1)[-1]))
+    return Statement(f"({last_letter.group(1)})", len(completion), "last_line") if last_letter else None
 
 
 def _options(example: Example) -> dict[str, str]:
