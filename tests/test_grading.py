@@ -176,6 +176,10 @@ CASES = [
     (LIAR, "No one here tells the truth, so Sima lies.", None, False),
     (LIAR, "Does Ka tell the truth? No. Does Sima? Yes.", None, False),
     # Formats of Qwen2.5-Coder-0.5B-Instruct (issue #27).
+    # The prompt's placeholder letter with an option's text: the text decides.
+    (TOOL, "A thermometer measures heat. The answer is (X) a thermometer.", "C", True),
+    (TOOL, "The answer is (X) a ruler.", "A", False),
+    (TOOL, "The answer is (X) a ruler or a thermometer.", None, False),
     # A box (or statement) that holds an option's text instead of its letter; BBH's options are in the question.
     (DATE, "Tomorrow is May 1st. So the date is \\boxed{05/01/2021}.", "C", True),
     (DATE, "The answer is 05/01/2021.", "C", True),
@@ -195,6 +199,7 @@ CASES = [
     # Kept right: fake program output after the answer, back-to-back statements, a filled-in
     # placeholder ("N = 60") and a later box.
     (SIXTY, "The answer is 60.\n```output\n62\n```", "60", True),
+    (SIXTY, "The answer is 60.\n```output\nThe answer is 62.\n```", "60", True),
     (SIXTY, "```python\nprint(2 * 30)\n```\n```output\n60\n```\nThe answer is 60.", "60", True),
     (ARC, "The answer is (A).\nThe answer is (B).", "B", True),
     (SIXTY, "2 * 30 = 60. The answer is N = 60.", "60", True),

@@ -3,9 +3,11 @@
 The rules, for every answer kind (docs/grading.md states them with examples):
 - A statement is "the/my/final/correct answer is ...", "Answer: ...", "#### ..." or "\\boxed{...}".
 - Run-on text is cut off: after a statement, a line that starts a new "Question:", "Q:",
-  "Problem:", "User:" (a question the model invented) and everything after it are ignored.
+  "Problem:", "User:" (a question the model invented) or "```output" (the output of a program
+  it only pretends to run) and everything after it are ignored.
 - Template echoes are not statements: one inside a quotation after "finish/end with", or one whose
   answer is a placeholder ("(X)", "N", "TEXT"), as small models repeat the prompt's instruction.
+  A placeholder letter filled in with an option's text ("(X) a thermometer") reads as that text.
 - The LAST statement left decides, whatever filler words it carries ("the answer is actually (B)"),
   except in a completion cut off at the token limit: there, statements that disagree with each
   other are deliberation that never concluded, and so is a completion without any statement.
@@ -29,8 +31,11 @@ _ECHO = re.compile(r"(?:finish|end|conclude|answer)\w*\s+(?:it\s+)?with\s*[\"“
 _PLACEHOLDER = re.compile(
     r"[\s*_\"“”'`$]*(?:\(?X\)?|N|TEXT|ANSWER|\.\.\.|_+|\[[^\]]*\]|\{[^}]*\}|<[^>]*>)[\s.*_\"“”'`$]*",
 )
-_INVENTED_QUESTION = re.compile(
-    r"^[\s*#>]*(?:question|q|problem|exercise|user|human|instruction)\s*\d*\s*[:.]|<\|im_start\|>",
+# The prompt's letter placeholder with an option's text after it: "(X) a thermometer".
+_FILLED_LETTER_PLACEHOLDER = re.compile(r"^[\s*_]*\(X\)\s+(?=\S)")
+# Run-on text: a question the model invented, or the output of a program it only pretends to run.
+_RUN_ON = re.compile(
+    r"^[\s*#>]*(?:question|q|problem|exercise|user|human|instruction)\s*\d*\s*[:.]|<\|im_start\|>|^\s*```\s*output\b",
     re.IGNORECASE | re.MULTILINE,
 )
 # Where an answer phrase ends: its line, its sentence (a full stop before a space, not a decimal
@@ -68,7 +73,7 @@ def answer_region(completion: str) -> str:
     first = _first_statement_end(completion)
     if first is None:
         return completion
-    invented = _INVENTED_QUESTION.search(completion, first)
+    invented = _RUN_ON.search(completion, first)
     return completion[: invented.start()] if invented else completion
 
 
@@ -82,7 +87,7 @@ def answer_statements(completion: str) -> list[Statement]:
             continue
         phrase, end = _phrase(region, phrase_start, form)
         if not _PLACEHOLDER.fullmatch(phrase):
-            found.append(Statement(unwrap(phrase), end, form))
+            found.append(Statement(unwrap(_FILLED_LETTER_PLACEHOLDER.sub("", phrase)), end, form))
     return found
 
 
