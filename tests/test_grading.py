@@ -191,6 +191,12 @@ CASES = [
     (ARC, "Mars orbits the Sun, so the answer should be (B).", "B", True),
     (FORTY_TWO, "Each of the 6 hens lays 7 eggs, so the answer would be 42.", "42", True),
     (ARC, "Mars orbits the Sun. (The answer is B.)", "B", True),
+    # A negated option followed by the chosen one; a negation alone answers nothing.
+    (ARC, "The answer is not (A) but (B).", "B", True),
+    (ARC, "The answer is not (A), but (B) Mars.", "B", True),
+    (ARC, "The answer is not A, it is B.", "B", True),
+    (ARC, "The answer is not (C).", None, False),
+    (LIAR, "The answer is not yes.", None, False),
     # A letter alone on the last line of a rationale without a statement.
     (ARC, "Mars orbits the Sun, the Moon orbits Earth.\nb", "B", True),
     (ARC, "Mars orbits the Sun.\n\n**(B)**", "B", True),
@@ -294,6 +300,7 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (ARC, "The answer is hard to say.", "unreadable"),
         (GSM, "48 + 24 = 72", "no_statement"),
         (ARC, "Mars orbits the Sun.\nb", "last_line"),
+        (ARC, "The answer is not (A).", "unreadable"),
         (LIAR, "No, she lies.", "opening_yes_no"),
         (LIAR, "Yes. Ka lies, so Sima lies. So no.", "hedge"),
     ],

@@ -13,7 +13,8 @@ The rules, for every answer kind (docs/grading.md states them with examples):
   other are deliberation that never concluded, and so is a completion without any statement.
 - A statement's answer phrase runs to the end of its sentence or line, or to a clause that gives a
   reason ("because", "since", ", not ..."); when the statement ends its line ("The answer is:"),
-  the phrase is the block of lines below it.
+  the phrase is the block of lines below it. A negated answer is skipped: "not (A) but (C)" reads
+  C, "not (A)" alone nothing.
 """
 
 import re
@@ -43,6 +44,11 @@ _RUN_ON = re.compile(
 _PHRASE_END = re.compile(
     r"\n|[.!?](?=\s|$|[*_\"”'`)])|\s+(?:because|since|due\s+to|as\s+(?:it|they|the|this))\b"
     r"|[,;]\s*(?:because|since|as|which|so|but|not|rather|while|whereas)\b",
+    re.IGNORECASE,
+)
+# A negated answer: "not (A) but (C)" answers C, "not (A)" alone answers nothing.
+_NEGATED = re.compile(
+    r"[\s*_]*not\s+[^.\n]*?(?:(?P<instead>,?\s+but\s+(?:rather\s+)?|[,;]\s*(?:it\s+is|it's|rather)\s+)|(?=[.\n]|$))",
     re.IGNORECASE,
 )
 # Left over around a phrase: markdown, LaTeX math delimiters and quotation marks.
@@ -126,6 +132,11 @@ def _phrase(region: str, start: int, form: str) -> tuple[str, int]:
     rest_of_line = region[start:].split("\n", 1)[0]
     if not rest_of_line.strip(_WRAPPING) and "\n" in region[start:]:
         return _block_below(region, start + len(rest_of_line) + 1)
+    negated = _NEGATED.match(region, start)
+    if negated and negated.group("instead") is None:
+        return "", _statement_end(region, negated.end())
+    if negated:
+        start = negated.end()
     cut = _PHRASE_END.search(region, start)
     end = cut.start() if cut else len(region)
     return region[start:end], _statement_end(region, end)
