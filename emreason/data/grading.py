@@ -26,8 +26,8 @@ class Grade:
     # the completion has no single readable answer.
     answer: str | None
     correct: bool
-    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "bare", "last_line",
-    # "opening_yes_no" when an answer was read; else why there is none: "no_statement", "unreadable",
+    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "answer_first", "bare",
+    # "last_line", "opening_yes_no" when an answer was read; else why there is none: "no_statement", "unreadable",
     # "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit
     # without an answer statement, or while its statements still disagree).
     rule: str = "no_statement"

@@ -1,7 +1,8 @@
 """Finding the final answer statement of a rationale: where the model says what its answer is.
 
 The rules, for every answer kind (docs/grading.md states them with examples):
-- A statement is "the/my/final/correct answer is ...", "Answer: ...", "#### ..." or "\\boxed{...}".
+- A statement is "the/my/final/correct answer is ...", "Answer: ...", "#### ..." or "\\boxed{...}",
+  or an answer before its label: "(B) is the correct answer", "Option B is correct".
 - Run-on text is cut off: after a statement, a line that starts a new "Question:", "Q:",
   "Problem:", "User:" (a question the model invented) or "```output" (the output of a program
   it only pretends to run) and everything after it are ignored.
@@ -62,6 +63,29 @@ _DELIMITED = re.compile(
     re.DOTALL,
 )
 
+# An answer placed before its label: "(B) is the correct answer.", "..., carbon dioxide is the
+# answer.", "Option B is correct." (a bare "is correct" only after an option: "Mars's orbit is
+# correct" is working). The label ends its clause: "Option A is correct in saying ..." is working.
+_LABEL_AFTER = re.compile(
+    r"\s+(?:is|are)\s+(?:the\s+)?(?:(?P<label>(?:correct|right|final|best)\s+(?:answer|option|choice)|answer)"
+    r"|(?:correct|right)(?:\s+one)?)\b"
+    r"(?=[\s*_]*(?:[.!,;:)\n]|$|\s+(?:because|since|as|here|to\s+(?:this|the)\s+question)\b))",
+    re.IGNORECASE,
+)
+_CLAUSE_BREAK = re.compile(r"[.!?](?=\s)|[\n,;:—]")
+# How the clause before such a label may start without being the answer: "So", "we see that".
+_LEAD_IN = re.compile(r"(?:(?:so|thus|therefore|hence|then|clearly|and|overall|[^,;:]*\bthat)\b[\s,]*)+", re.I)
+# Clauses that are not answers: a pronoun ("This is the correct answer"), a question, a negation.
+_NOT_AN_ANSWER = re.compile(
+    r"^(?:this|that|it|which|what|who|there|here|each|every|none|neither|one|mine|ours)\b"
+    r"|\?|\b(?:not|if|whether|why|how)\b|n't\b",
+    re.IGNORECASE,
+)
+_OPTION_SUBJECT = re.compile(
+    r"(?:(?:both|either)\s+)?(?:\([A-Za-z]\)|(?:option|choice)s?\s+\(?[A-Za-z]\)?|[A-Z])(?=\s|$)", re.IGNORECASE
+)
+_LONGEST_SUBJECT = 8  # words
+
 
 @dataclass(frozen=True)
 class Statement:
@@ -70,28 +94,30 @@ class Statement:
     # Character offset in the completion where the statement ends: after the math or bold span
     # it is in and its closing punctuation.
     end: int
-    # "statement" or "boxed": which form the final statement took.
+    # "statement", "boxed" or "answer_first" ("(B) is the correct answer"): the statement's form.
     form: str
 
 
 def answer_region(completion: str) -> str:
-    """The completion up to the first question the model invented after a statement."""
+    """The completion up to the run-on text after its first statement: a question the model
+    invented, or the output of a program it only pretends to run."""
     first = _first_statement_end(completion)
     if first is None:
         return completion
-    invented = _RUN_ON.search(completion, first)
-    return completion[: invented.start()] if invented else completion
+    run_on = _RUN_ON.search(completion, first)
+    return completion[: run_on.start()] if run_on else completion
 
 
 def answer_statements(completion: str) -> list[Statement]:
     """Every answer statement of the completion that is not a template echo, in order."""
     region = answer_region(completion)
     echoes = [echo.span() for echo in _ECHO.finditer(region)]
+    candidates = [(start, *_phrase(region, phrase_at, form), form) for start, phrase_at, form in _statements(region)]
+    candidates += _answers_before_label(region)
     found = []
-    for start, phrase_start, form in sorted(_statements(region), key=lambda s: s[0]):
+    for start, phrase, end, form in sorted(candidates, key=lambda s: s[0]):
         if any(echo_start < start < echo_end for echo_start, echo_end in echoes):
             continue
-        phrase, end = _phrase(region, phrase_start, form)
         if not _PLACEHOLDER.fullmatch(phrase):
             found.append(Statement(unwrap(_FILLED_LETTER_PLACEHOLDER.sub("", phrase)), end, form))
     return found
@@ -115,14 +141,32 @@ def _statements(region: str) -> list[tuple[int, int, str]]:
     return [s for s in found if s[2] == "boxed" or not _box_follows(region, s[1], boxes)]
 
 
+def _answers_before_label(region: str) -> list[tuple[int, str, int, str]]:
+    """(start, answer phrase, end, form) of every statement that puts its answer before its label:
+    the clause before "is the correct answer", without its lead-in ("So", "we see that")."""
+    found = []
+    for label in _LABEL_AFTER.finditer(region):
+        clause = _CLAUSE_BREAK.split(region[: label.start()])[-1]
+        lead_in = _LEAD_IN.match(clause)
+        subject = clause[lead_in.end() :] if lead_in else clause
+        answer = unwrap(subject)
+        if not answer or _NOT_AN_ANSWER.search(answer) or len(answer.split()) > _LONGEST_SUBJECT:
+            continue
+        if label.group("label") is None and not _OPTION_SUBJECT.match(answer):
+            continue
+        found.append((label.start() - len(subject), subject, _statement_end(region, label.end()), "answer_first"))
+    return found
+
+
 def _box_follows(region: str, position: int, boxes: set[int]) -> bool:
     gap = re.match(r"[\s:$*_]*", region[position:])
     return position + gap.end() in boxes
 
 
 def _first_statement_end(completion: str) -> int | None:
-    starts = [m.end() for m in _STATEMENT.finditer(completion)] + [m.end() for m in _BOXED.finditer(completion)]
-    return min(starts) if starts else None
+    ends = [m.end() for m in _STATEMENT.finditer(completion)] + [m.end() for m in _BOXED.finditer(completion)]
+    ends += [end for _, _, end, _ in _answers_before_label(completion)]
+    return min(ends) if ends else None
 
 
 def _phrase(region: str, start: int, form: str) -> tuple[str, int]:
