@@ -27,9 +27,9 @@ class Grade:
     answer: str | None
     correct: bool
     # Which rule decided, for audits (emreason-grade): "statement", "boxed", "answer_first", "bare",
-    # "last_line", "opening_yes_no" when an answer was read; else why there is none: "no_statement", "unreadable",
-    # "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit
-    # without an answer statement, or while its statements still disagree).
+    # "last_line", "opening_yes_no" when an answer was read; else why there is none: "no_statement",
+    # "unreadable", "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the
+    # token limit without an answer statement, or while its statements still disagree).
     rule: str = "no_statement"
     # Character offset in the completion where the final answer statement ends (the math or bold
     # span it is in and its closing punctuation included); None without a statement. The M-step
