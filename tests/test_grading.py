@@ -193,6 +193,7 @@ CASES = [
     (ARC, "Hence (B) is the correct answer.", "B", True),
     (ARC, "We can conclude that **(B) Mars** is the right answer.", "B", True),
     (GAS, "Plants take it in through their leaves, carbon dioxide is the answer.", "B", True),
+    (ARC, "The Sun is a star, the Moon orbits Earth, so Mars is the answer.", "B", True),
     (FORTY_TWO, "6 * 7 = 42, so 42 is the answer.", "42", True),
     (LIAR, "Sima lies. No is the correct answer.", "no", True),
     (ARC, "Is (A) the correct answer? No, the Sun is a star. (B) is the correct answer.", "B", True),
@@ -203,6 +204,8 @@ CASES = [
     (ARC, "The answer is (B). Option A is correct in saying the Sun is hot, but it is a star.", "B", True),
     (ARC, "I don't think (A) is the correct answer. The answer is (B).", "B", True),
     (ARC, "Let's check whether option A is correct. It is a star.", None, False),
+    (ARC, "The answer is (B). The fourth planet from the Sun is the correct answer.", "B", True),
+    (GSM, "The answer is 72. Adding April and May is the right answer.", "72", True),
     # Modal phrasings, and a whole statement in parentheses.
     (ARC, "Mars orbits the Sun, so the answer should be (B).", "B", True),
     (FORTY_TWO, "Each of the 6 hens lays 7 eggs, so the answer would be 42.", "42", True),

@@ -73,9 +73,14 @@ def _parse(text: str) -> list:
 def grade(completion: str, example: Example, finished: bool = True) -> Grade:
     """The grade of one completion; finished=False for a completion cut off at the token limit.
     Raises nothing: an unreadable answer is a wrong one."""
-    statements = answer_statements(completion)
-    statement = statements[-1] if statements else None
     read = _READERS[example.answer_kind]
+    # An answer placed before its label that reads as no answer at all is prose, not a statement:
+    # "... The fourth planet from the Sun is the correct answer."
+    statements = [
+        s for s in answer_statements(completion)
+        if s.form != "answer_first" or read(completion, s, example).rule != "unreadable"
+    ]
+    statement = statements[-1] if statements else None
     reading = read(completion, statement, example)
     if not finished and reading.answer is not None:
         stated = {read(completion, s, example).answer for s in statements} - {None}
@@ -126,7 +131,10 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
     letters = {next(g for g in m.groups() if g).upper() for m in references}
     if len(letters) > 1:
         return _Reading(None, "hedge")
-    named_by_text = _options_named(_LETTER_REFERENCE.sub(" ", phrase), example)
+    # Before its label an option's text must stand alone: "The fourth planet from the Sun is the
+    # correct answer" is a description, not the option "the Sun".
+    whole = statement.form == "answer_first"
+    named_by_text = _options_named(_LETTER_REFERENCE.sub(" ", phrase), example, whole)
     if len(letters) == 1:
         stated = letters.pop()
         if stated not in allowed:

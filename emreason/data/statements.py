@@ -74,7 +74,7 @@ _LABEL_AFTER = re.compile(
 )
 _CLAUSE_BREAK = re.compile(r"[.!?](?=\s)|[\n,;:—]")
 # How the clause before such a label may start without being the answer: "So", "we see that".
-_LEAD_IN = re.compile(r"(?:(?:so|thus|therefore|hence|then|clearly|and|overall|[^,;:]*\bthat)\b[\s,]*)+", re.I)
+_LEAD_IN = re.compile(r"[\s*_]*(?:(?:so|thus|therefore|hence|then|clearly|and|overall|[^,;:]*\bthat)\b[\s,]*)*", re.I)
 # Clauses that are not answers: a pronoun ("This is the correct answer"), a question, a negation.
 _NOT_AN_ANSWER = re.compile(
     r"^(?:this|that|it|which|what|who|there|here|each|every|none|neither|one|mine|ours)\b"
@@ -147,8 +147,7 @@ def _answers_before_label(region: str) -> list[tuple[int, str, int, str]]:
     found = []
     for label in _LABEL_AFTER.finditer(region):
         clause = _CLAUSE_BREAK.split(region[: label.start()])[-1]
-        lead_in = _LEAD_IN.match(clause)
-        subject = clause[lead_in.end() :] if lead_in else clause
+        subject = clause[_LEAD_IN.match(clause).end() :]
         answer = unwrap(subject)
         if not answer or _NOT_AN_ANSWER.search(answer) or len(answer.split()) > _LONGEST_SUBJECT:
             continue
