@@ -67,6 +67,19 @@ def test_a_rationale_that_runs_past_its_answer_is_trained_up_to_the_answer_then_
     assert not ends_at_answer.ran_past_answer
 
 
+def test_a_rationale_cut_after_a_latex_answer_is_trained_with_its_closing_delimiters():
+    from emreason.data.grading import grade
+
+    number = Example("n", "How many?", "800", AnswerKind.NUMBER)
+    text = "So 8 * 100 = 800.\n\nTherefore, the answer is \\(\\boxed{800}\\).\n\nQuestion: how many?"
+    graded = grade(text, number)
+    completion = Completion(text, tuple(ord(c) for c in text), finished=False)
+    rationale = Rationale(number, completion, graded.answer, graded.correct, hinted=False, answer_end=graded.answer_end)
+    (sequence,) = training_sequences([rationale], RecordingPrompts(), CharTokenizer())
+    assert "".join(map(chr, sequence.completion_ids[:-1])).endswith("\\(\\boxed{800}\\).")
+    assert sequence.completion_ids[-1] == EOS
+
+
 def test_iteration_metrics_count_only_the_rationales_learned_from():
     from emreason.em import iteration_metrics, test_metrics
     from emreason.evaluation import Evaluation

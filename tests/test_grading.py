@@ -34,6 +34,22 @@ HALF = Example("gsm-half", "What share is left?", "0.5", AnswerKind.NUMBER)
 FIVE_NUM = Example("gsm-5", "What is 2 + 3?", "5", AnswerKind.NUMBER)
 DYCK = Example("dyck_languages/test/1", "Complete the rest of the sequence: [ [ (", ") ] ]", AnswerKind.TEXT)
 SORTING = Example("word_sorting/test/1", "Sort: syndrome therefrom", "syndrome therefrom", AnswerKind.TEXT)
+TOOL = Example(
+    "arc-tool", "Which tool measures temperature?", "C", AnswerKind.LETTER,
+    ("a ruler", "a balance", "a thermometer", "a clock"),
+)
+DATE = Example(
+    "date_understanding/test/2",
+    "Today is 04/30/2021. What is the date tomorrow in MM/DD/YYYY?\nOptions:\n"
+    "(A) 04/01/2021\n(B) 05/02/2021\n(C) 05/01/2021\n(D) 06/01/2021",
+    "C",
+    AnswerKind.LETTER,
+)
+SIXTY = Example("gsm-60", "How many minutes?", "60", AnswerKind.NUMBER)
+TWELVE = Example("gsm-12", "How many hours?", "12", AnswerKind.NUMBER)
+MONEY = Example("gsm-money", "How much did she earn?", "1234.5", AnswerKind.NUMBER)
+DOLLARS = Example("gsm-18", "How many dollars does she make?", "18", AnswerKind.NUMBER)
+FORTY_TWO = Example("gsm-42", "How many eggs?", "42", AnswerKind.NUMBER)
 
 CASES = [
     # Letters: the final statement in its usual forms.
@@ -142,10 +158,85 @@ CASES = [
     (LIAR, "No, Sima does not tell the truth.", "no", True),
     (LIAR, "The answer is: false.", "no", True),
     (LIAR, "Let me think about who lies.", None, False),
-    (LIAR, 'Sima lies, so no. Then finish with "The answer is Yes." or "The answer is No."', "no", True),
+    (LIAR, 'No, Sima lies. Then finish with "The answer is Yes." or "The answer is No."', "no", True),
     (TRUE, "not True is False, and False and True is False. The answer is False.", "no", True),
     (TRUE, "The answer is **True**.", "yes", False),
     (TRUE, "False", "no", True),
+    # 12. Without a statement, a yes/no answer counts only when the completion opens with it and
+    # does not later conclude otherwise; a yes/no word inside the working is not an answer.
+    (LIAR, "Yes, because Sima's friend tells the truth.", "yes", False),
+    (LIAR, "No. Ka lies, so Sima, who says Ka tells the truth, lies too.", "no", True),
+    (LIAR, "**No**, Sima lies.", "no", True),
+    (TRUE, "True.\n\nnot ( True ) is False, and False and True is False.", "yes", False),
+    (LIAR, "No, Sima lies. Checking again: Ka lies, so Sima lies. So, no.", "no", True),
+    (LIAR, "Yes, Sima tells the truth. Wait: Ka lies, so Sima lies. So, no.", None, False),
+    (LIAR, "No, Sima lies.\n\nThe answer is Yes.", "yes", False),
+    (LIAR, "Sima lies, so no. Then finish with \"The answer is Yes.\" or \"The answer is No.\"", None, False),
+    (LIAR, "Ka says no to Sima's offer. Sima lies, so her friend tells the truth.", None, False),
+    (LIAR, "No one here tells the truth, so Sima lies.", None, False),
+    (LIAR, "Does Ka tell the truth? No. Does Sima? Yes.", None, False),
+    # Formats of Qwen2.5-Coder-0.5B-Instruct (issue #27).
+    # The prompt's placeholder letter with an option's text: the text decides.
+    (TOOL, "A thermometer measures heat. The answer is (X) a thermometer.", "C", True),
+    (TOOL, "The answer is (X) a ruler.", "A", False),
+    (TOOL, "The answer is (X) a ruler or a thermometer.", None, False),
+    # A box (or statement) that holds an option's text instead of its letter; BBH's options are in the question.
+    (DATE, "Tomorrow is May 1st. So the date is \\boxed{05/01/2021}.", "C", True),
+    (DATE, "The answer is 05/01/2021.", "C", True),
+    (DATE, "The answer is \\boxed{05/02/2021}.", "B", False),
+    (DATE, "The answer is (B) 05/01/2021.", None, False),
+    (DATE, "The answer is 05/01/2021 or 05/02/2021.", None, False),
+    (TOOL, "So the tool is $\\boxed{\\text{a thermometer}}$.", "C", True),
+    # An answer placed before its label, or an option the prose marks as the correct one.
+    (ARC, "Mars orbits the Sun.\nOption B is correct.", "B", True),
+    (ARC, "So (B) Mars is the correct choice.", "B", True),
+    (ARC, "Hence (B) is the correct answer.", "B", True),
+    (ARC, "We can conclude that **(B) Mars** is the right answer.", "B", True),
+    (GAS, "Plants take it in through their leaves, carbon dioxide is the answer.", "B", True),
+    (ARC, "The Sun is a star, the Moon orbits Earth, so Mars is the answer.", "B", True),
+    (FORTY_TWO, "6 * 7 = 42, so 42 is the answer.", "42", True),
+    (LIAR, "Sima lies. No is the correct answer.", "no", True),
+    (ARC, "Is (A) the correct answer? No, the Sun is a star. (B) is the correct answer.", "B", True),
+    (ARC, "Option A is correct.", "A", False),
+    (ARC, "(A) or (B) is the correct answer.", None, False),
+    (ARC, "Both (A) and (B) are correct.", None, False),
+    (ARC, "The answer is (B) Mars. This is the correct answer because it orbits the Sun.", "B", True),
+    (ARC, "The answer is (B). Option A is correct in saying the Sun is hot, but it is a star.", "B", True),
+    (ARC, "I don't think (A) is the correct answer. The answer is (B).", "B", True),
+    (ARC, "Let's check whether option A is correct. It is a star.", None, False),
+    (ARC, "The answer is (B). The fourth planet from the Sun is the correct answer.", "B", True),
+    (GSM, "The answer is 72. Adding April and May is the right answer.", "72", True),
+    # Modal phrasings, and a whole statement in parentheses.
+    (ARC, "Mars orbits the Sun, so the answer should be (B).", "B", True),
+    (FORTY_TWO, "Each of the 6 hens lays 7 eggs, so the answer would be 42.", "42", True),
+    (ARC, "Mars orbits the Sun. (The answer is B.)", "B", True),
+    # A negated option followed by the chosen one; a negation alone answers nothing.
+    (ARC, "The answer is not (A) but (B).", "B", True),
+    (ARC, "The answer is not (A), but (B) Mars.", "B", True),
+    (ARC, "The answer is not A, it is B.", "B", True),
+    (ARC, "The answer is not (C).", None, False),
+    (LIAR, "The answer is not yes.", None, False),
+    # A letter alone on the last line of a rationale without a statement.
+    (ARC, "Mars orbits the Sun, the Moon orbits Earth.\nb", "B", True),
+    (ARC, "Mars orbits the Sun.\n\n**(B)**", "B", True),
+    (ARC, "Mars orbits the Sun.\nc", "C", False),
+    (ARC, "Mars orbits the Sun.\nB) Mars is a planet", None, False),
+    # Kept right: fake program output after the answer, back-to-back statements, a filled-in
+    # placeholder ("N = 60") and a later box.
+    (SIXTY, "The answer is 60.\n```output\n62\n```", "60", True),
+    (SIXTY, "The answer is 60.\n```output\nThe answer is 62.\n```", "60", True),
+    (SIXTY, "```python\nprint(2 * 30)\n```\n```output\n60\n```\nThe answer is 60.", "60", True),
+    (ARC, "The answer is (A).\nThe answer is (B).", "B", True),
+    (SIXTY, "2 * 30 = 60. The answer is N = 60.", "60", True),
+    (SIXTY, "2 * 30 = 60. The answer is \\(N = 60\\).", "60", True),
+    (TWELVE, "3 * 4 = 12. The answer is N, where N is 12 hours.", "12", True),
+    (SIXTY, "The answer is \\(N = 50\\).\n\nCorrecting the sum: \\(\\boxed{60}\\)", "60", True),
+    (SIXTY, "The answer is N = 60.\n\nThe answer is 62.", "62", False),
+    # Amounts with thousands separators and cents, a number with a parenthesised unit.
+    (MONEY, "She earned 1,000 + 234.50. The answer is $1,234.50.", "1234.5", True),
+    (MONEY, "The answer is \\(\\boxed{\\$1,234.50}\\).", "1234.5", True),
+    (DOLLARS, "9 * 2 = 18. The answer is 18 (dollars).", "18", True),
+    (DOLLARS, "The answer is 18 (dollars) or 20 (dollars).", None, False),
     # Text: exact match after case, punctuation, articles and whitespace are set aside.
     (VALID, "The premises do not entail the conclusion. The answer is invalid.", "invalid", True),
     (VALID, "So the answer is: Invalid", "invalid", True),
@@ -227,7 +318,11 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (FOOD, "The answer is (D) predator.", "letter_text_disagree"),
         (ARC, "The answer is hard to say.", "unreadable"),
         (GSM, "48 + 24 = 72", "no_statement"),
-        (LIAR, "No, she lies.", "first_yes_no"),
+        (ARC, "So (B) is the correct answer.", "answer_first"),
+        (ARC, "Mars orbits the Sun.\nb", "last_line"),
+        (ARC, "The answer is not (A).", "unreadable"),
+        (LIAR, "No, she lies.", "opening_yes_no"),
+        (LIAR, "Yes. Ka lies, so Sima lies. So no.", "hedge"),
     ],
 )
 def test_the_grade_names_the_rule_that_decided(example, completion, rule):
@@ -251,8 +346,51 @@ def test_answer_end_is_where_the_final_statement_ends():
     result = grade(completion, ARC)
     assert completion[: result.answer_end] == "Mars orbits the Sun. The answer is (B)."
     boxed = "So it is $\\boxed{72}$. Then we check."
-    assert boxed[: grade(boxed, GSM).answer_end] == "So it is $\\boxed{72}"
+    assert boxed[: grade(boxed, GSM).answer_end] == "So it is $\\boxed{72}$."
     assert grade("48 + 24 = 72", GSM).answer_end is None
+
+
+# Completions that run past their answer, as the default model writes them: each is graded correct,
+# and the text up to answer_end (what the M-step trains on, then end-of-sequence) is its first part.
+RUN_PAST_ANSWER = [
+    (GSM, "48 + 24 = 72.\n\nTherefore, the answer is \\(\\boxed{72}\\).", "\n\nQuestion: Tom has 5 apples..."),
+    (GSM, "In all she sold:\n\\[ \\boxed{72} \\]", "\n\nThis is the sum of April and May."),
+    (GSM, "In all she sold:\n\\[\n\\boxed{72}\n\\]", "\nTo verify, we add again."),
+    (GSM, "So the total is $\\boxed{72}$.", " Let me check: 48 + 24 = 72."),
+    (GSM, "$$\n\\text{total} = 48 + 24 = \\boxed{72}\n$$", "\n\nThus Natalia sold 72 clips."),
+    (GSM, "**The answer is 72**", "\n\n```python\nprint(48 + 24)\n```"),
+    (GSM, "**The answer is: 72.**", " Natalia sold 72 clips in all."),
+    (GSM, "**Final Answer:** \\(\\boxed{72}\\)", "\n\nHuman: What is 2 + 2?"),
+    (GSM, "The answer is $72$.", " Explanation: 48 in April, 24 in May."),
+    (GSM, "The answer is \\( 72 \\).", "\n\n### Explanation\n48 + 24 = 72"),
+    (GSM, "Thus, \\( \\boxed{72} \\)", " clips were sold in all."),
+    (GSM, "She paid $5 and $7 more. The answer is $\\boxed{72}$.", "\n```output\n72\n```"),
+    (ARC, "Mars orbits the Sun. The final answer is $\\boxed{\\text{(B)}}$.", "\n\n## Explanation\nMars is a planet."),
+    (ARC, "**The answer is (B) Mars.**", " Mars is the fourth planet from the Sun."),
+    (LIAR, "Sima lies. Answer: **No**.", " Ka tells the truth, so Sima lies."),
+    (LIAR, 'Sima lies. "The answer is No."', "\n\nQuestion: Does Ka tell the truth?"),
+]
+
+
+def _balanced(text: str) -> bool:
+    """Every LaTeX math and bold delimiter that opens in the text also closes."""
+    single_dollars = text.replace("$$", "").count("$")
+    return (
+        text.count("\\(") == text.count("\\)")
+        and text.count("\\[") == text.count("\\]")
+        and text.count("$$") % 2 == 0
+        and single_dollars % 2 == 0
+        and text.count("**") % 2 == 0
+    )
+
+
+@pytest.mark.parametrize(("example", "answer", "after"), RUN_PAST_ANSWER)
+def test_a_rationale_trained_up_to_answer_end_closes_every_delimiter_of_its_statement(example, answer, after):
+    result = grade(answer + after, example)
+    assert result.correct
+    trained = (answer + after)[: result.answer_end]
+    assert trained == answer
+    assert _balanced(trained)
 
 
 # Properties of the reward, over generated rationales: a prefix of plain reasoning text, then a
@@ -294,3 +432,17 @@ def test_trailing_whitespace_and_markdown_never_change_a_grade(rationale, suffix
     example, completion = rationale
     before, after = grade(completion, example), grade(completion + suffix, example)
     assert (after.answer, after.correct) == (before.answer, before.correct)
+
+
+def test_math_verify_does_not_announce_its_disabled_time_limit_but_keeps_other_warnings(caplog, monkeypatch):
+    import logging
+
+    import math_verify.grader
+    import math_verify.parser
+
+    monkeypatch.setattr(math_verify.parser, "TIMEOUT_WARNING_SHOWN", False)
+    monkeypatch.setattr(math_verify.grader, "TIMEOUT_WARNING_SHOWN", False)
+    with caplog.at_level(logging.WARNING):
+        assert grade("The answer is 72.", GSM).correct
+        logging.getLogger("math_verify.parser").warning("a real warning")
+    assert [record.getMessage() for record in caplog.records] == ["a real warning"]

@@ -12,7 +12,7 @@ LETTERS = string.ascii_uppercase
 NUMBER = re.compile(r"(?:(?<![\w)])[-−])?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)")
 
 # An option written inside the question, as BBH does: a line starting with "(A)".
-_OPTION = re.compile(r"^\s*\(([A-Z])\)", re.MULTILINE)
+_OPTION = re.compile(r"^\s*\(([A-Z])\)[ \t]*(.*)$", re.MULTILINE)
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 # Spaces around brackets carry no meaning in BBH's dyck answers: "] ] )" equals "]])".
@@ -27,7 +27,15 @@ def letter(index: int) -> str:
 
 def option_letters(question: str) -> str:
     """The letters of the options written inside a question ("(A) ..." lines), in order."""
-    return "".join(dict.fromkeys(_OPTION.findall(question)))
+    return "".join(written_options(question))
+
+
+def written_options(question: str) -> dict[str, str]:
+    """The options written inside a question, letter -> text: "(C) 05/01/2021" -> {"C": "05/01/2021"}."""
+    options: dict[str, str] = {}
+    for option_letter, text in _OPTION.findall(question):
+        options.setdefault(option_letter, text.strip())
+    return options
 
 
 def normalize_number(text: str) -> str | None:

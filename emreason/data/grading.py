@@ -8,12 +8,14 @@ that never concludes has no answer: the grader does not pick a number it merely 
 A rationale cut off at the token limit concludes only if its statements agree.
 A rationale without a readable answer is wrong, never an error."""
 
+import logging
 import re
 from dataclasses import dataclass
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from sympy import Equality
 
-from emreason.data.answers import LETTERS, normalize_number, normalize_text, option_letters, yes_no
+from emreason.data.answers import LETTERS, normalize_number, normalize_text, written_options, yes_no
 from emreason.data.example import AnswerKind, Example
 from emreason.data.statements import Statement, answer_region, answer_statements, unwrap
 
@@ -24,13 +26,14 @@ class Grade:
     # the completion has no single readable answer.
     answer: str | None
     correct: bool
-    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "bare", "first_yes_no"
-    # when an answer was read; else why there is none: "no_statement", "unreadable", "hedge",
-    # "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit without an
-    # answer statement, or while its statements still disagree).
+    # Which rule decided, for audits (emreason-grade): "statement", "boxed", "answer_first", "bare",
+    # "last_line", "opening_yes_no" when an answer was read; else why there is none: "no_statement",
+    # "unreadable", "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the
+    # token limit without an answer statement, or while its statements still disagree).
     rule: str = "no_statement"
-    # Character offset in the completion where the final answer statement ends (closing
-    # punctuation included); None without a statement. The M-step trains a kept rationale up to here.
+    # Character offset in the completion where the final answer statement ends (the math or bold
+    # span it is in and its closing punctuation included); None without a statement. The M-step
+    # trains a kept rationale up to here.
     answer_end: int | None = None
 
 
@@ -45,11 +48,22 @@ _LETTER_REFERENCE = re.compile(
     r"\(([A-Za-z])\)|\b(?:option|choice|letter)\s+([A-Za-z])\b|(?<![\w'’-])([A-Z])(?![\w'’-])(?!\s+[a-z])"
 )
 _STARTS_WITH_LETTER = re.compile(r"\(?[A-Z]\)(?:\s|$)|[A-Z]\.?$")
+_LETTER_ALONE = re.compile(r"\(?([A-Za-z])\)?\.?")
 _HEDGE = re.compile(r"\s(?:or|and/or)\s|\s/\s", re.IGNORECASE)
 _MATH = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
 # Longer answer phrases are not parsed: math-verify's own time limit would make a grade depend
 # on how busy the machine is, so it is off, and the input is bounded instead.
 _LONGEST_MATH_PHRASE = 200
+
+
+def _skip_disabled_timeout_notice(record: logging.LogRecord) -> bool:
+    """A logging filter that drops math-verify's warning that its time limit is off (off on
+    purpose, see above; it is logged by every process that grades, twice); its other warnings pass."""
+    return not str(record.msg).startswith("Timeout is disabled")
+
+
+for _logger in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_logger).addFilter(_skip_disabled_timeout_notice)
 
 
 def _parse(text: str) -> list:
@@ -59,9 +73,14 @@ def _parse(text: str) -> list:
 def grade(completion: str, example: Example, finished: bool = True) -> Grade:
     """The grade of one completion; finished=False for a completion cut off at the token limit.
     Raises nothing: an unreadable answer is a wrong one."""
-    statements = answer_statements(completion)
-    statement = statements[-1] if statements else None
     read = _READERS[example.answer_kind]
+    # An answer placed before its label that reads as no answer at all is prose, not a statement:
+    # "... The fourth planet from the Sun is the correct answer."
+    statements = [
+        s for s in answer_statements(completion)
+        if s.form != "answer_first" or read(completion, s, example).rule != "unreadable"
+    ]
+    statement = statements[-1] if statements else None
     reading = read(completion, statement, example)
     if not finished and reading.answer is not None:
         stated = {read(completion, s, example).answer for s in statements} - {None}
@@ -100,14 +119,11 @@ def _words(text: str) -> str:
 
 
 def _read_letter(completion: str, statement: Statement | None, example: Example) -> _Reading:
-    # BBH writes the options inside the question instead of in `choices`.
-    allowed = LETTERS[: len(example.choices)] if example.choices else option_letters(example.question)
+    allowed = "".join(_options(example))
     if statement is None:
-        # A completion of one line that is an option ("B", "A) electrical", "carbon dioxide").
-        line = unwrap(completion.strip())
-        if "\n" in line or not (_STARTS_WITH_LETTER.match(line) or _options_named(line, example, whole=True)):
+        statement = _bare_option(completion, example)
+        if statement is None:
             return _Reading(None, "no_statement")
-        statement = Statement(line, len(completion), "bare")
     phrase = statement.phrase
     references = list(_LETTER_REFERENCE.finditer(phrase))
     if not references and re.fullmatch(r"\(?[a-z]\)?", phrase):
@@ -115,7 +131,10 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
     letters = {next(g for g in m.groups() if g).upper() for m in references}
     if len(letters) > 1:
         return _Reading(None, "hedge")
-    named_by_text = _options_named(_LETTER_REFERENCE.sub(" ", phrase), example)
+    # Before its label an option's text must stand alone: "The fourth planet from the Sun is the
+    # correct answer" is a description, not the option "the Sun".
+    whole = statement.form == "answer_first"
+    named_by_text = _options_named(_LETTER_REFERENCE.sub(" ", phrase), example, whole)
     if len(letters) == 1:
         stated = letters.pop()
         if stated not in allowed:
@@ -128,20 +147,34 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
     return _Reading(None, "hedge" if named_by_text else "unreadable")
 
 
+def _bare_option(completion: str, example: Example) -> Statement | None:
+    """A completion of one line that is an option ("B", "A) electrical", "carbon dioxide"), or whose
+    last line is a letter alone ("... Mars orbits the Sun.\nb")."""
+    line = unwrap(completion.strip())
+    if "\n" not in line and (_STARTS_WITH_LETTER.match(line) or _options_named(line, example, whole=True)):
+        return Statement(line, len(completion), "bare")
+    last_letter = _LETTER_ALONE.fullmatch(unwrap(line.rsplit("\n", 1)[-1]))
+    return Statement(f"({last_letter.group(1)})", len(completion), "last_line") if last_letter else None
+
+
+def _options(example: Example) -> dict[str, str]:
+    """Letter -> option text; BBH writes the options inside the question instead of in `choices`."""
+    return dict(zip(LETTERS, example.choices)) if example.choices else written_options(example.question)
+
+
 def _options_named(text: str, example: Example, whole: bool = False) -> set[str]:
     """Letters of the options whose whole text the phrase contains (or is, with whole=True); a
     longer option's text is matched first, so "salt water" does not also name the option "water"."""
     text = normalize_text(text).strip("()[]")
+    options = {letter: normalize_text(option) for letter, option in _options(example).items()}
     if whole:
-        return {LETTERS[i] for i, option in enumerate(example.choices) if normalize_text(option) == text}
+        return {letter for letter, option in options.items() if option == text}
     remaining = f" {text} "
     named = set()
-    options = sorted(enumerate(example.choices), key=lambda item: -len(item[1]))
-    for index, option in options:
-        option_text = normalize_text(option)
-        if option_text and f" {option_text} " in remaining:
-            named.add(LETTERS[index])
-            remaining = remaining.replace(f" {option_text} ", " | ")
+    for letter, option in sorted(options.items(), key=lambda item: -len(item[1])):
+        if option and f" {option} " in remaining:
+            named.add(letter)
+            remaining = remaining.replace(f" {option} ", " | ")
     return named
 
 
@@ -157,28 +190,52 @@ def _read_number(completion: str, statement: Statement | None, example: Example)
 
 
 def _number_reading(text: str, rule: str) -> _Reading:
-    """The value the text ends at ("2 + 3 = 5" -> 5), parsed by math-verify."""
-    parsed = _parse(text.replace("−", "-"))
+    """The value the text ends at ("2 + 3 = 5" -> 5, "\\(N = 60\\)" -> 60), parsed by math-verify."""
+    # "\$1,234.50" (LaTeX's escaped dollar sign) is read by math-verify only unescaped.
+    parsed = _parse(text.replace("−", "-").replace("\\$", "$"))
     if not parsed:
         return _Reading(None, "unreadable")
     value, written = parsed[0], str(parsed[-1])
+    if isinstance(value, Equality):
+        # math-verify keeps a LaTeX equation whole: the template's placeholder filled in ("N = 60").
+        value, written = value.rhs, written.rsplit("=", 1)[-1]
     return _Reading(normalize_number(written) or str(value), rule)
 
 
 _YES_NO_WORD = re.compile(r"\b(yes|no|true|false)\b", re.IGNORECASE)
+# A sentence that is a direct yes/no answer: "No, because ...", "**True.**", "So, yes." (not "No one
+# lies", where "no" is part of the sentence).
+_DIRECT_YES_NO = re.compile(
+    r"[\s*_#>\"“'`]*(?:(?:so|therefore|thus|hence|overall|in\s+conclusion)\b[\s,:]*)?[*_\"“'`]*"
+    r"(yes|no|true|false)\b[*_\"”'`]*\s*(?:[,.!:;—–-]|$)",
+    re.IGNORECASE,
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
 
 
 def _read_yes_no(completion: str, statement: Statement | None, example: Example) -> _Reading:
-    """The first yes/no/true/false word of the final statement, or of the completion when it has
-    none; "yes or no" is a hedge."""
-    text = statement.phrase if statement else answer_region(completion)
-    first = _YES_NO_WORD.search(text)
+    """The first yes/no/true/false word of the final statement ("yes or no" is a hedge); without a
+    statement, the direct answer the completion opens with."""
+    if statement is None:
+        return _opening_yes_no(answer_region(completion))
+    first = _YES_NO_WORD.search(statement.phrase)
     if first is None:
-        return _Reading(None, "unreadable" if statement else "no_statement")
-    after = re.match(r"\s*(?:or|/|and/or)\s*(\w+)", text[first.end() :])
+        return _Reading(None, "unreadable")
+    after = re.match(r"\s*(?:or|/|and/or)\s*(\w+)", statement.phrase[first.end() :])
     if after and yes_no(after.group(1)) not in (None, yes_no(first.group(1))):
         return _Reading(None, "hedge")
-    return _Reading(yes_no(first.group(1)), statement.form if statement else "first_yes_no")
+    return _Reading(yes_no(first.group(1)), statement.form)
+
+
+def _opening_yes_no(text: str) -> _Reading:
+    """The direct yes/no answer of the first sentence ("Yes, because ..."), unless a later sentence
+    answers the other way ("... So, no."). A yes/no word inside the working is not an answer."""
+    answers = [_DIRECT_YES_NO.match(sentence) for sentence in _SENTENCE_BREAK.split(text.strip())]
+    if not answers[0]:
+        return _Reading(None, "no_statement")
+    opening = yes_no(answers[0].group(1))
+    last = [yes_no(answer.group(1)) for answer in answers if answer][-1]
+    return _Reading(opening, "opening_yes_no") if last == opening else _Reading(None, "hedge")
 
 
 def _read_text(completion: str, statement: Statement | None, example: Example) -> _Reading:

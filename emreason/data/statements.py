@@ -1,17 +1,21 @@
 """Finding the final answer statement of a rationale: where the model says what its answer is.
 
 The rules, for every answer kind (docs/grading.md states them with examples):
-- A statement is "the/my/final/correct answer is ...", "Answer: ...", "#### ..." or "\\boxed{...}".
+- A statement is "the/my/final/correct answer is ...", "Answer: ...", "#### ..." or "\\boxed{...}",
+  or an answer before its label: "(B) is the correct answer", "Option B is correct".
 - Run-on text is cut off: after a statement, a line that starts a new "Question:", "Q:",
-  "Problem:", "User:" (a question the model invented) and everything after it are ignored.
+  "Problem:", "User:" (a question the model invented) or "```output" (the output of a program
+  it only pretends to run) and everything after it are ignored.
 - Template echoes are not statements: one inside a quotation after "finish/end with", or one whose
   answer is a placeholder ("(X)", "N", "TEXT"), as small models repeat the prompt's instruction.
+  A placeholder letter filled in with an option's text ("(X) a thermometer") reads as that text.
 - The LAST statement left decides, whatever filler words it carries ("the answer is actually (B)"),
   except in a completion cut off at the token limit: there, statements that disagree with each
   other are deliberation that never concluded, and so is a completion without any statement.
 - A statement's answer phrase runs to the end of its sentence or line, or to a clause that gives a
   reason ("because", "since", ", not ..."); when the statement ends its line ("The answer is:"),
-  the phrase is the block of lines below it.
+  the phrase is the block of lines below it. A negated answer is skipped: "not (A) but (C)" reads
+  C, "not (A)" alone nothing.
 """
 
 import re
@@ -29,8 +33,11 @@ _ECHO = re.compile(r"(?:finish|end|conclude|answer)\w*\s+(?:it\s+)?with\s*[\"“
 _PLACEHOLDER = re.compile(
     r"[\s*_\"“”'`$]*(?:\(?X\)?|N|TEXT|ANSWER|\.\.\.|_+|\[[^\]]*\]|\{[^}]*\}|<[^>]*>)[\s.*_\"“”'`$]*",
 )
-_INVENTED_QUESTION = re.compile(
-    r"^[\s*#>]*(?:question|q|problem|exercise|user|human|instruction)\s*\d*\s*[:.]|<\|im_start\|>",
+# The prompt's letter placeholder with an option's text after it: "(X) a thermometer".
+_FILLED_LETTER_PLACEHOLDER = re.compile(r"^[\s*_]*\(X\)\s+(?=\S)")
+# Run-on text: a question the model invented, or the output of a program it only pretends to run.
+_RUN_ON = re.compile(
+    r"^[\s*#>]*(?:question|q|problem|exercise|user|human|instruction)\s*\d*\s*[:.]|<\|im_start\|>|^\s*```\s*output\b",
     re.IGNORECASE | re.MULTILINE,
 )
 # Where an answer phrase ends: its line, its sentence (a full stop before a space, not a decimal
@@ -40,42 +47,79 @@ _PHRASE_END = re.compile(
     r"|[,;]\s*(?:because|since|as|which|so|but|not|rather|while|whereas)\b",
     re.IGNORECASE,
 )
+# A negated answer: "not (A) but (C)" answers C, "not (A)" alone answers nothing.
+_NEGATED = re.compile(
+    r"[\s*_]*not\s+[^.\n]*?(?:(?P<instead>,?\s+but\s+(?:rather\s+)?|[,;]\s*(?:it\s+is|it's|rather)\s+)|(?=[.\n]|$))",
+    re.IGNORECASE,
+)
 # Left over around a phrase: markdown, LaTeX math delimiters and quotation marks.
 _WRAPPING = " \t*_`\"“”'$:"
 _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf|boxed)\s*\{([^{}]*)\}")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+# Delimited spans a statement may end inside: LaTeX math ("\\(\\boxed{8}\\)", "$$ ... $$", "$8$",
+# whose inner sides touch no space, so that "$5 and $7" is money) and bold markdown.
+_DELIMITED = re.compile(
+    r"\$\$.+?\$\$|\\\[.+?\\\]|\\\(.+?\\\)|\$(?=\S)[^$\n]*?(?<=\S)\$(?!\d)|\*\*(?=\S)[^\n]*?(?<=\S)\*\*",
+    re.DOTALL,
+)
+
+# An answer placed before its label: "(B) is the correct answer.", "..., carbon dioxide is the
+# answer.", "Option B is correct." (a bare "is correct" only after an option: "Mars's orbit is
+# correct" is working). The label ends its clause: "Option A is correct in saying ..." is working.
+_LABEL_AFTER = re.compile(
+    r"\s+(?:is|are)\s+(?:the\s+)?(?:(?P<label>(?:correct|right|final|best)\s+(?:answer|option|choice)|answer)"
+    r"|(?:correct|right)(?:\s+one)?)\b"
+    r"(?=[\s*_]*(?:[.!,;:)\n]|$|\s+(?:because|since|as|here|to\s+(?:this|the)\s+question)\b))",
+    re.IGNORECASE,
+)
+_CLAUSE_BREAK = re.compile(r"[.!?](?=\s)|[\n,;:—]")
+# How the clause before such a label may start without being the answer: "So", "we see that".
+_LEAD_IN = re.compile(r"[\s*_]*(?:(?:so|thus|therefore|hence|then|clearly|and|overall|[^,;:]*\bthat)\b[\s,]*)*", re.I)
+# Clauses that are not answers: a pronoun ("This is the correct answer"), a question, a negation.
+_NOT_AN_ANSWER = re.compile(
+    r"^(?:this|that|it|which|what|who|there|here|each|every|none|neither|one|mine|ours)\b"
+    r"|\?|\b(?:not|if|whether|why|how)\b|n't\b",
+    re.IGNORECASE,
+)
+_OPTION_SUBJECT = re.compile(
+    r"(?:(?:both|either)\s+)?(?:\([A-Za-z]\)|(?:option|choice)s?\s+\(?[A-Za-z]\)?|[A-Z])(?=\s|$)", re.IGNORECASE
+)
+_LONGEST_SUBJECT = 8  # words
 
 
 @dataclass(frozen=True)
 class Statement:
     # The answer phrase, unwrapped of markdown and LaTeX ("(B) Mars", "72 clips", "valid").
     phrase: str
-    # Character offset in the completion where the statement (with its closing punctuation) ends.
+    # Character offset in the completion where the statement ends: after the math or bold span
+    # it is in and its closing punctuation.
     end: int
-    # "statement" or "boxed": which form the final statement took.
+    # "statement", "boxed" or "answer_first" ("(B) is the correct answer"): the statement's form.
     form: str
 
 
 def answer_region(completion: str) -> str:
-    """The completion up to the first question the model invented after a statement."""
+    """The completion up to the run-on text after its first statement: a question the model
+    invented, or the output of a program it only pretends to run."""
     first = _first_statement_end(completion)
     if first is None:
         return completion
-    invented = _INVENTED_QUESTION.search(completion, first)
-    return completion[: invented.start()] if invented else completion
+    run_on = _RUN_ON.search(completion, first)
+    return completion[: run_on.start()] if run_on else completion
 
 
 def answer_statements(completion: str) -> list[Statement]:
     """Every answer statement of the completion that is not a template echo, in order."""
     region = answer_region(completion)
     echoes = [echo.span() for echo in _ECHO.finditer(region)]
+    candidates = [(start, *_phrase(region, phrase_at, form), form) for start, phrase_at, form in _statements(region)]
+    candidates += _answers_before_label(region)
     found = []
-    for start, phrase_start, form in sorted(_statements(region), key=lambda s: s[0]):
+    for start, phrase, end, form in sorted(candidates, key=lambda s: s[0]):
         if any(echo_start < start < echo_end for echo_start, echo_end in echoes):
             continue
-        phrase, end = _phrase(region, phrase_start, form)
         if not _PLACEHOLDER.fullmatch(phrase):
-            found.append(Statement(unwrap(phrase), end, form))
+            found.append(Statement(unwrap(_FILLED_LETTER_PLACEHOLDER.sub("", phrase)), end, form))
     return found
 
 
@@ -97,26 +141,48 @@ def _statements(region: str) -> list[tuple[int, int, str]]:
     return [s for s in found if s[2] == "boxed" or not _box_follows(region, s[1], boxes)]
 
 
+def _answers_before_label(region: str) -> list[tuple[int, str, int, str]]:
+    """(start, answer phrase, end, form) of every statement that puts its answer before its label:
+    the clause before "is the correct answer", without its lead-in ("So", "we see that")."""
+    found = []
+    for label in _LABEL_AFTER.finditer(region):
+        clause = _CLAUSE_BREAK.split(region[: label.start()])[-1]
+        subject = clause[_LEAD_IN.match(clause).end() :]
+        answer = unwrap(subject)
+        if not answer or _NOT_AN_ANSWER.search(answer) or len(answer.split()) > _LONGEST_SUBJECT:
+            continue
+        if label.group("label") is None and not _OPTION_SUBJECT.match(answer):
+            continue
+        found.append((label.start() - len(subject), subject, _statement_end(region, label.end()), "answer_first"))
+    return found
+
+
 def _box_follows(region: str, position: int, boxes: set[int]) -> bool:
     gap = re.match(r"[\s:$*_]*", region[position:])
     return position + gap.end() in boxes
 
 
 def _first_statement_end(completion: str) -> int | None:
-    starts = [m.end() for m in _STATEMENT.finditer(completion)] + [m.end() for m in _BOXED.finditer(completion)]
-    return min(starts) if starts else None
+    ends = [m.end() for m in _STATEMENT.finditer(completion)] + [m.end() for m in _BOXED.finditer(completion)]
+    ends += [end for _, _, end, _ in _answers_before_label(completion)]
+    return min(ends) if ends else None
 
 
 def _phrase(region: str, start: int, form: str) -> tuple[str, int]:
     if form == "boxed":
         end = _closing_brace(region, start)
-        return region[start:end], min(end + 1, len(region))
+        return region[start:end], _statement_end(region, min(end + 1, len(region)))
     rest_of_line = region[start:].split("\n", 1)[0]
     if not rest_of_line.strip(_WRAPPING) and "\n" in region[start:]:
         return _block_below(region, start + len(rest_of_line) + 1)
+    negated = _NEGATED.match(region, start)
+    if negated and negated.group("instead") is None:
+        return "", _statement_end(region, negated.end())
+    if negated:
+        start = negated.end()
     cut = _PHRASE_END.search(region, start)
     end = cut.start() if cut else len(region)
-    return region[start:end], _after_closing_marks(region, end)
+    return region[start:end], _statement_end(region, end)
 
 
 def _block_below(region: str, start: int) -> tuple[str, int]:
@@ -143,6 +209,12 @@ def _closing_brace(text: str, start: int) -> int:
     return len(text)
 
 
-def _after_closing_marks(text: str, end: int) -> int:
+def _statement_end(text: str, end: int) -> int:
+    """Where a statement whose answer ends at `end` ends: after the math or bold span it is in
+    ("\\(\\boxed{8}\\)", "**The answer is 8**") and its closing punctuation, so that a rationale
+    trained up to there has no delimiter left open."""
+    for span in _DELIMITED.finditer(text):
+        if span.start() < end < span.end():
+            end = span.end()
     closing = re.match(r"[.!?*_\"”'`)$}\]]*", text[end:])
     return end + closing.end()
