@@ -117,9 +117,11 @@ def learn(
             log.warning("Iteration %d: E-step %d accepted no rationale; no M-step.", iteration, step)
             continue
         log.info("EM iteration %d: M-step %d", iteration, step)
+        resident_memory.release_freed()
         # With generator.sleep_during_m_step the engine frees its GPU memory for the trainer meanwhile.
         with context.generator.asleep():
             metrics, seconds = timed(sampler.train, trainer, e_step, to_sequences)
+        resident_memory.release_freed()
         m_steps.append(metrics)
         timings["m_step_s"] += seconds
         staging = stage_weights(context.run_dir, trainer, tokenizer)
@@ -132,6 +134,7 @@ def start_phase(phase: str, iteration: int, context: Context) -> None:
     """Reseed the engine from (seed, iteration, phase): a job resumed after a restart samples
     exactly the rationales an uninterrupted one would have (the engine's own stream would not)."""
     log.info("EM iteration %d: %s", iteration, phase)
+    resident_memory.release_freed()
     context.generator.reseed(random.Random(f"{context.job.seed}-{iteration}-{phase}").getrandbits(63))
 
 

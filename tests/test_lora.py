@@ -11,8 +11,8 @@ from emreason.training.m_step import MStepTrainer, OptimizerConfig
 SEQUENCES = [TrainingSequence((1, 2, 3), (4, 5, 6)), TrainingSequence((7, 8), (9, 10, 11, 12), -0.5)]
 
 
-def lora_trainer(model_dir, **options) -> MStepTrainer:
-    config = OptimizerConfig(name="lora", lr=1e-2, batch_size=2, lora=LoraConfig(rank=4, alpha=8.0), **options)
+def lora_trainer(model_dir, dtype="float32", **options) -> MStepTrainer:
+    config = OptimizerConfig(name="lora", lr=1e-2, batch_size=2, lora=LoraConfig(rank=4, alpha=8.0), dtype=dtype, **options)
     return MStepTrainer(model_dir, config, pad_id=0, seed=0)
 
 
@@ -44,3 +44,13 @@ def test_restarting_from_base_drops_the_adapters_training(tiny_model_dir):
     assert all(torch.equal(p, start) for p, start in zip(trainer.trainable, fresh))
     assert trainer.optimizer.state_dict()["state"] == {}
 
+
+
+def test_in_bfloat16_the_frozen_base_is_held_in_bfloat16_and_the_adapters_train_in_float32(tiny_model_dir):
+    trainer = lora_trainer(tiny_model_dir, dtype="bfloat16")
+    frozen = [p for p in trainer.model.parameters() if not p.requires_grad]
+    assert frozen and all(p.dtype == torch.bfloat16 for p in frozen)
+    assert all(p.dtype == torch.float32 for p in trainer.trainable)
+    before = [p.detach().clone() for p in trainer.trainable]
+    trainer.m_step(SEQUENCES)
+    assert any(not torch.equal(p, start) for p, start in zip(trainer.trainable, before))

@@ -157,9 +157,13 @@ class MStepTrainer:
         Full fine-tuning continues from the checkpoint's weights (model/) and its moments;
         LoRA from the base model with the checkpoint's adapters and their moments."""
         weights = checkpoint / "model" if checkpoint and not self.config.lora else self.base_model_dir
-        # float32 master weights whatever the compute dtype (bf16 is autocast, see accumulate_gradients).
+        # Trained weights are float32 whatever the compute dtype (bf16 is autocast, see
+        # accumulate_gradients), so small updates are not lost. LoRA's frozen base weights take
+        # no step: in one process they are held in the compute dtype, half the memory in bf16
+        # (peft keeps the adapters float32; FSDP shards take one dtype, so sharded they stay float32).
         attention = attention_implementation(self.config.attention, self.compute_dtype, self.device)
-        model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32, attn_implementation=attention)
+        dtype = self.compute_dtype if self.config.lora and self.ranks.world_size == 1 else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, attn_implementation=attention)
         if self.config.lora:
             model = lora.add_adapter(model, self.config.lora, self.seed)
         self.model = model.to(self.device).eval()
