@@ -57,26 +57,3 @@ def test_the_jobs_config_records_the_resolved_dtypes_and_the_log_says_why(monkey
     assert f"generator.dtype: auto -> {expected}" in caplog.text
     assert "optimizer.dtype: float32 (set in the config)" in caplog.text
 
-
-def test_a_bf16_engine_loading_float32_weights_drops_vllms_per_weight_warning_only():
-    """vLLM warns once per tensor it rounds (~120 lines at each start and weight sync); other
-    warnings of that logger still show."""
-    import logging
-
-    from emreason.generation.vllm_engine import skip_rounded_weight_warnings, VLLM_WEIGHT_LOADING_LOG
-
-    shown = []
-    handler = logging.Handler()
-    handler.emit = lambda record: shown.append(record.getMessage())
-    logger = logging.getLogger(VLLM_WEIGHT_LOADING_LOG)
-    logger.addHandler(handler)
-    logger.addFilter(skip_rounded_weight_warnings)
-    try:
-        # vLLM's own call (vllm/model_executor/models/utils.py).
-        logger.warning("Attempted to load weight %s with dtype %s into parameter with dtype %s",
-                       "embed_tokens.weight", torch.float32, torch.bfloat16)
-        logger.warning("Attempted to load nested weight 'a.b' into a single parameter 'a'")
-    finally:
-        logger.removeFilter(skip_rounded_weight_warnings)
-        logger.removeHandler(handler)
-    assert shown == ["Attempted to load nested weight 'a.b' into a single parameter 'a'"]

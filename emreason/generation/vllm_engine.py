@@ -15,6 +15,13 @@ from pathlib import Path
 from emreason import precision
 from emreason.checks import Checked, allowed, at_least
 from emreason.generation.completion import Completion
+from emreason.generation.vllm_logs import (
+    CPU_WORKER_LOG,
+    WEIGHT_LOADING_LOG,
+    drop_rank_prefix,
+    skip_rounded_weight_warnings,
+    skip_thread_count_warnings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,31 +102,22 @@ def _on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-# vLLM's logger for the warning below (vllm/model_executor/models/utils.py).
-VLLM_WEIGHT_LOADING_LOG = "vllm.model_executor.models.utils"
-
-
-def skip_rounded_weight_warnings(record: logging.LogRecord) -> bool:
-    """A logging filter that drops vLLM's warning for each weight it rounds to a narrower dtype
-    as it loads it (one line per tensor, ~120 per load): the trainer's weights are float32 by
-    design, and a bf16 engine loads them at its start and at every weight sync. Said once
-    instead, in VLLMGenerator.__init__."""
-    return not str(record.msg).startswith("Attempted to load weight %s with dtype")
-
-
 class VLLMGenerator:
     def __init__(self, model_dir: Path, config: GeneratorConfig, seed: int, **engine_options):
         """engine_options: further `vllm.LLM` arguments (the benchmarks' `enable_lora`)."""
-        if _on_cpu():
+        on_cpu = _on_cpu()
+        if on_cpu:
             _prepare_cpu_environment(config)
+            logging.getLogger(CPU_WORKER_LOG).addFilter(skip_thread_count_warnings)
         from vllm import LLM
 
         self.config = config
         dtype = precision.resolve(config.dtype)
         if dtype != "float32":
-            logging.getLogger(VLLM_WEIGHT_LOADING_LOG).addFilter(skip_rounded_weight_warnings)
+            logging.getLogger(WEIGHT_LOADING_LOG).addFilter(skip_rounded_weight_warnings)
             log.info("The engine computes in %s: it rounds the float32 weights it loads to %s", dtype, dtype)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if config.engine_in_process else "1"
+        excepthook = sys.excepthook
         # Per-request seeds crash vLLM's CPU sampler; `reseed` reseeds the whole engine instead.
         self.llm = LLM(
             model=str(model_dir),
@@ -135,6 +133,14 @@ class VLLMGenerator:
             enable_sleep_mode=config.sleep_during_m_step,
             **engine_options,
         )
+        if on_cpu and config.engine_in_process:
+            import torch
+
+            log.info(
+                "vLLM has bound this process's %d torch threads to cores %s: torch.set_num_threads does nothing from here on",
+                torch.get_num_threads(), os.environ["VLLM_CPU_OMP_THREADS_BIND"],
+            )
+        drop_rank_prefix(excepthook)
 
     def generate(
         self, prompts: list[str], *, n: int, temperature: float, max_new_tokens: int

@@ -1,6 +1,14 @@
 """Code that runs inside vLLM's worker processes (loaded by `worker_extension_cls`)."""
 
+import logging
+
 import torch
+
+from emreason.generation.vllm_logs import (
+    WEIGHT_RELOADING_LOG,
+    layers_without_checkpoint_weights,
+    skip_failed_load_warnings,
+)
 
 
 class WeightSyncExtension:
@@ -14,7 +22,12 @@ class WeightSyncExtension:
     """
 
     def reload_and_repack_weights(self, weights_path: str) -> None:
-        self.model_runner.reload_weights(weights_path=weights_path)
+        skip = skip_failed_load_warnings(layers_without_checkpoint_weights(self.model_runner.get_model()))
+        logging.getLogger(WEIGHT_RELOADING_LOG).addFilter(skip)
+        try:
+            self.model_runner.reload_weights(weights_path=weights_path)
+        finally:
+            logging.getLogger(WEIGHT_RELOADING_LOG).removeFilter(skip)
         if self.device.type != "cpu":
             return
         from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
