@@ -29,7 +29,9 @@ import psutil
 from emreason.metrics_file import read_metrics, without_timings
 
 REPO = Path(__file__).resolve().parent.parent
-EMREASON = str(Path(sys.executable).parent / "emreason")
+# The `emreason` command of this checkout (the console script imports the installed package,
+# which may be another checkout's).
+EMREASON = [sys.executable, "-m", "emreason.cli"]
 JOB = ["experiment=tiny", "sampler=pps", "logger.mode=disabled"]
 # The phases a kill aims at, with the longest random delay (s) after the phase's log line;
 # a delay longer than the phase lands in the next one, which is fine.
@@ -61,7 +63,7 @@ class Run:
     def __init__(self, run_dir: Path, overrides: list[str]):
         self.log = (run_dir.parent / f"{run_dir.name}.log").open("a")
         self.process = subprocess.Popen(
-            [EMREASON, *overrides, f"hydra.run.dir={run_dir}"],
+            [*EMREASON, *overrides, f"hydra.run.dir={run_dir}"],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
