@@ -47,6 +47,9 @@ PHASES = ["E-step", "M-step", "weight sync", "checkpoint"]
 # for a run faster than those measured (on 2 shared cores, one E-step took 0.65 of another's).
 AIM = 0.5
 MARKER = "EM iteration "
+# Seconds the killed job's other processes get to stop on their own (the M-step processes stop
+# when the job dies, PR_SET_PDEATHSIG) before they count as orphans.
+ORPHAN_GRACE_S = 60
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Summary:
     kills_off_target: int = 0
     # Runs that finished before their kill came.
     runs_finished_before_kill: int = 0
-    # Kills after which engine processes outlived the killed job and were killed here.
+    # Kills after which processes of the job outlived it by ORPHAN_GRACE_S and were killed here.
     kills_leaving_orphans: int = 0
     orphans_killed: int = 0
     episodes: int = 0
@@ -115,24 +118,32 @@ class Run:
         return {phase: after - at for (phase, at), (_, after) in zip(self.phases_seen, self.phases_seen[1:])}
 
     def kill(self) -> int:
-        """SIGKILL the job's main process; then kill and count what survives of its tree, and
-        read the output the job wrote before it died."""
+        """SIGKILL the job's main process; then kill and count what of its tree outlives it by
+        ORPHAN_GRACE_S, and read the output the job wrote before it died."""
         main = psutil.Process(self.process.pid)
         tree = main.children(recursive=True)
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait()
         session = [p for p in psutil.process_iter() if _session(p) == self.process.pid]
-        survivors = {p.pid: p for p in tree + session if _alive(p)}
-        for process in survivors.values():
+        orphans = _outliving(list({p.pid: p for p in tree + session}.values()), ORPHAN_GRACE_S)
+        for process in orphans:
             process.kill()
-        psutil.wait_procs(list(survivors.values()), timeout=30)
+        psutil.wait_procs(orphans, timeout=30)
         self.reader.join(timeout=30)
-        return len(survivors)
+        return len(orphans)
 
 
 def first_announcing(phase: str, announced) -> str | None:
     """The first of the announced phases that is phase itself or a numbered one of it."""
     return next((seen for seen in announced if seen == phase or seen.startswith(f"{phase} ")), None)
+
+
+def _outliving(processes: list[psutil.Process], seconds: float) -> list[psutil.Process]:
+    """The processes still alive after waiting up to `seconds` for them all to exit."""
+    deadline = time.monotonic() + seconds
+    while (alive := [p for p in processes if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return alive
 
 
 def _session(process: psutil.Process) -> int | None:
