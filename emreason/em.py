@@ -80,6 +80,7 @@ def run_em(job: Config, run_dir: Path, overrides: list[str], tracker: Tracker) -
             tracker.log_iteration(row)
             log.info("EM iteration %d: checkpoint", iteration)
             commit_checkpoint(context, staging or stage_weights(run_dir, trainer, tokenizer), iteration, trainer, sampler)
+            log.info("EM iteration %d: done", iteration)
 
 
 @dataclass

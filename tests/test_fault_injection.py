@@ -22,18 +22,20 @@ def kill_and_resume(out, *options: str) -> dict:
     assert summary["failed_runs"] == [], summary
     assert summary["episodes_with_lost_or_doubled_iterations"] == 0, result.stdout
     assert summary["episodes_differing_from_uninterrupted"] == 0, result.stdout
+    assert summary["orphans_killed"] == 0, result.stdout
     return summary
 
 
 def test_kills_at_random_points_lose_or_double_no_iteration_and_change_no_result(tmp_path):
-    summary = kill_and_resume(tmp_path, "--kills", "3", "--iterations", "1", "--phases", "E-step", "M-step", "checkpoint")
-    assert summary["kills"] == 3 and summary["episodes"] == 1, summary
+    phases = ["E-step", "M-step", "checkpoint"]
+    summary = kill_and_resume(tmp_path, "--kills", "3", "--iterations", "1", "--phases", *phases)
+    # The kills are aimed by the phases' lengths measured on this machine: each lands in its phase.
+    assert set(phases) <= summary["kills_by_phase"].keys(), summary
 
 
 def test_a_job_with_two_trainer_processes_killed_in_each_m_step_resumes_to_the_same_metrics(tmp_path):
-    # Each kill comes 0-8 s after its M-step starts; iteration 2's resumes from the checkpoint the
-    # processes wrote after iteration 1.
+    # Iteration 2's kill resumes from the checkpoint the processes wrote after iteration 1.
     summary = kill_and_resume(
         tmp_path, "--kills", "2", "--iterations", "2", "--phases", "M-step", "--", "optimizer.processes=2"
     )
-    assert summary["kills"] == 2 and summary["episodes"] == 1, summary
+    assert "M-step" in summary["kills_by_phase"], summary
