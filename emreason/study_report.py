@@ -16,7 +16,7 @@ from pathlib import Path
 
 from emreason import rationale_log
 from emreason.evaluation import answer_counts, answer_kappa
-from emreason.study_stats import Comparison, Interval, compare, seed_stratified_interval, verdict
+from emreason.study_stats import Comparison, Interval, compare, equivalence_verdict, seed_stratified_interval, verdict
 
 ZERO_SHOT = "zero-shot"
 SAMPLER_ARMS = ("rs", "star", "pps", "trice", "trice_no_cv")
@@ -24,13 +24,15 @@ SAMPLER_ARMS = ("rs", "star", "pps", "trice", "trice_no_cv")
 
 @dataclass(frozen=True)
 class Claim:
-    """Claim: outcome(better) − outcome(worse) > 0 for every (better, worse) part.
+    """Claim: outcome(better) − outcome(worse) > 0 for every (better, worse) part, or with a
+    margin, |outcome(better) − outcome(worse)| < margin (the arms are equivalent).
     binary: the outcome is test correctness (0/1), else the final rationales' length in words."""
 
     number: int
     text: str
     binary: bool
     parts: tuple[tuple[str, str], ...]
+    margin: float | None = None
 
 
 # Stated before the study was run (docs/study.md); lengths are oriented other − pps.
@@ -39,6 +41,7 @@ CLAIMS = (
     Claim(2, "PPS beats STaR and RS-M at equal E-step budget", True, (("pps", "star"), ("pps", "rs"))),
     Claim(3, "PPS rationales are shorter than the others'", False, tuple((arm, "pps") for arm in SAMPLER_ARMS if arm != "pps")),
     Claim(4, "TRICE with the control variate beats TRICE without it, which beats STaR", True, (("trice", "trice_no_cv"), ("trice_no_cv", "star"))),
+    Claim(5, "Rejection sampling is within 5 points of TRICE", True, (("rs", "trice"),), margin=0.05),
 )
 
 
@@ -217,11 +220,13 @@ def verdict_table(grouped: dict) -> Table:
             unit = "" if claim.binary else " words"
             detail = "; ".join(f"{p.better} − {p.worse}: {interval_text(p.interval, signed=True)}{unit}, p={p.p_value:.2g}" for p in parts)
             widest = max(p.interval.half_width for p in parts)
-            rows.append([str(claim.number), claim.text, dataset, model, f"{verdict(parts).value} (±{widest:.3f}{unit})", detail])
+            decided = verdict(parts) if claim.margin is None else equivalence_verdict(parts, claim.margin)
+            rows.append([str(claim.number), claim.text, dataset, model, f"{decided.value} (±{widest:.3f}{unit})", detail])
     return Table(
         "Verdicts", "held: every part's 95% interval lies above 0; refuted: some part's interval at the Bonferroni level "
         "(1 − 0.05 / parts) lies below 0; inconclusive: neither, at the interval width shown (the widest part's "
-        "half-width). Accuracy claims compare final test accuracy; claim 3 compares the final rationales' length in "
+        "half-width). Claim 5 is an equivalence: held when the 95% interval lies within ±0.05, refuted when it lies "
+        "wholly outside. Accuracy claims compare final test accuracy; claim 3 compares the final rationales' length in "
         "words on the same test questions (other − pps).",
         ["claim", "statement", "dataset", "model", "verdict", "parts: difference [95% CI], p"], rows,
     )

@@ -133,3 +133,18 @@ def verdict(parts: list[Comparison]) -> Verdict:
     if any(part.refutation.high < 0 for part in parts):
         return Verdict.refuted
     return Verdict.inconclusive
+
+
+def equivalence_verdict(parts: list[Comparison], margin: float) -> Verdict:
+    """A claim that every part's difference lies within ±margin (the arms are within a few
+    points of each other). held: every part's 95% interval lies inside (−margin, +margin) (two
+    one-sided tests at 2.5% each, no correction across parts: an intersection-union test).
+    refuted: some part's Bonferroni interval lies wholly outside [−margin, +margin].
+    inconclusive otherwise. Raises ValueError for a claim without parts."""
+    if not parts:
+        raise ValueError("a claim needs at least one comparison")
+    if all(-margin < part.interval.low and part.interval.high < margin for part in parts):
+        return Verdict.held
+    if any(part.refutation.low > margin or part.refutation.high < -margin for part in parts):
+        return Verdict.refuted
+    return Verdict.inconclusive

@@ -10,6 +10,7 @@ from emreason.study_stats import (
     Interval,
     Verdict,
     compare,
+    equivalence_verdict,
     mcnemar_p_value,
     seed_stratified_interval,
     verdict,
@@ -159,3 +160,26 @@ def test_verdict_on_constructed_outcomes():
 def test_verdict_needs_parts():
     with pytest.raises(ValueError):
         verdict([])
+
+
+@pytest.mark.parametrize(
+    "parts, expected",
+    [
+        ([part(-0.03, 0.04)], Verdict.held),
+        # Within the margin at 95% only if the whole interval is.
+        ([part(-0.03, 0.06)], Verdict.inconclusive),
+        ([part(0.07, 0.12)], Verdict.refuted),
+        ([part(-0.14, -0.07)], Verdict.refuted),
+        # Outside at 95%, not at the Bonferroni level.
+        ([part(0.052, 0.12)], Verdict.inconclusive),
+    ],
+)
+def test_equivalence_verdict_within_a_margin(parts, expected):
+    assert equivalence_verdict(parts, margin=0.05) is expected
+
+
+def test_equivalence_on_constructed_outcomes():
+    base = [outcomes(60, 200) for _ in range(3)]
+    assert equivalence_verdict([compare("same", "base", base, base, binary=True)], 0.05) is Verdict.held
+    gain = [np.maximum(b, outcomes(100, 200)) for b in base]
+    assert equivalence_verdict([compare("gain", "base", gain, base, binary=True)], 0.05) is Verdict.refuted
