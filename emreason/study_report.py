@@ -10,7 +10,7 @@ same test questions (the test sample is a function of the seed), which pairs eve
 """
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +62,11 @@ class Graded:
     kappa: float | None
     # The commonest answer given and its share of the questions (None: no answer).
     top_answer: tuple[str | None, float]
+    # Accuracy of always giving the commonest gold answer: what a collapse can score by luck.
+    constant_answer_accuracy: float = 0.0
+    # Shares of the questions with no answer, and with a rationale cut at the token limit.
+    no_answer: float = 0.0
+    cut_at_limit: float = 0.0
 
 
 @dataclass
@@ -88,6 +93,9 @@ def graded(records: list[dict]) -> Graded:
         {r["example"].id: 1 / len(r["example"].choices) for r in records if r["example"].choices},
         answer_kappa([r["example"] for r in records], [r["answer"] for r in records], [r["correct"] for r in records]),
         (answer, count / len(records)),
+        max(Counter(r["example"].answer for r in records).values()) / len(records),
+        sum(r["answer"] is None for r in records) / len(records),
+        sum(not r.get("finished", True) for r in records) / len(records),
     )
 
 
@@ -251,6 +259,32 @@ def cost_table(grouped: dict) -> Table:
     )
 
 
+def collapse_table(grouped: dict) -> Table:
+    """Per arm, what a gain could be made of besides reasoning: answers unrelated to the question
+    (kappa, the commonest answer's share against the constant-answer baseline), missing answers
+    and rationales cut at the token limit; means over seeds of the final models."""
+    rows = []
+    for (dataset, model), group in grouped.items():
+        for arm in ordered_arms(group):
+            finals = list(group.final[arm].values())
+            kappas = [g.kappa for g in finals if g.kappa is not None]
+            rows.append([
+                dataset, model, arm,
+                f"{statistics.fmean(kappas):+.3f}" if kappas else "undefined",
+                f"{statistics.fmean(g.top_answer[1] for g in finals):.3f}",
+                f"{statistics.fmean(g.constant_answer_accuracy for g in finals):.3f}",
+                f"{statistics.fmean(g.no_answer for g in finals):.3f}",
+                f"{statistics.fmean(g.cut_at_limit for g in finals):.3f}",
+            ])
+    return Table(
+        "Collapse and format per arm", "Final models, mean over seeds: Cohen's kappa of the answers against the golds "
+        "(0: unrelated to the question), the commonest answer's share, the accuracy of always giving the commonest "
+        "gold answer, the share with no answer and the share cut at the token limit.",
+        ["dataset", "model", "arm", "kappa", "commonest answer share", "constant-answer accuracy", "no answer", "cut at limit"],
+        rows,
+    )
+
+
 def length_table(grouped: dict) -> Table:
     rows = []
     for (dataset, model), group in grouped.items():
@@ -325,7 +359,10 @@ def section(runs: list, out: Path) -> Section:
     plot_accuracy(grouped, out / "study_accuracy.png")
     plot_lengths(grouped, out / "study_lengths.png")
     return Section(
-        tables=[verdict_table(grouped), accuracy_table(grouped), differences_table(grouped), length_table(grouped), cost_table(grouped)],
+        tables=[
+            verdict_table(grouped), accuracy_table(grouped), differences_table(grouped), collapse_table(grouped),
+            length_table(grouped), cost_table(grouped),
+        ],
         plots=[("Final test accuracy with 95% intervals", out / "study_accuracy.png"),
                ("Length of the final test rationales", out / "study_lengths.png")],
         note=None if len(with_grades) == len(runs) else f"{len(runs) - len(with_grades)} runs without per-question grades are left out.",

@@ -84,6 +84,7 @@ def test_verdicts_follow_the_constructed_outcomes(report):
     assert verdicts["2"] == "held"  # pps +40 and +30 questions of 120 in both seeds
     assert verdicts["3"] == "held"  # pps 20 words, every other arm 60
     assert verdicts["4"] == "refuted"  # trice answers 40 fewer than trice without CV
+    assert verdicts["5"] == "held"  # rs and trice answer the same questions right
 
 
 def test_accuracy_with_intervals_and_chance(report):
@@ -148,3 +149,11 @@ def test_runs_on_different_questions_are_an_error(tmp_path):
     rationale_log.write(tmp_path / "1", 1, "evaluation", evaluation(0, 10, 20)[:-1])
     with pytest.raises(SystemExit, match="different test questions with seed 0"):
         main([str(tmp_path)])
+
+
+def test_collapse_and_format_per_arm(report):
+    rows = {row["arm"]: row for row in tables(report / "summary.md")["Collapse and format per arm"]}
+    # Every gold is A, so always answering A would score 1.0, and kappa is 0 for every arm.
+    assert rows["pps"]["kappa"] == "+0.000" and rows["pps"]["constant-answer accuracy"] == "1.000"
+    assert rows["pps"]["commonest answer share"] == "0.583" and rows["zero-shot"]["commonest answer share"] == "0.750"
+    assert rows["pps"]["no answer"] == "0.000" and rows["pps"]["cut at limit"] == "0.000"
