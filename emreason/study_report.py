@@ -99,15 +99,14 @@ def graded(records: list[dict]) -> Graded:
     )
 
 
-def read_evaluations(run_dir: Path) -> tuple[Graded, Graded]:
-    """The zero-shot (iteration 0) and last evaluations of a run."""
+def read_evaluations(run_dir: Path) -> dict[int, Graded]:
+    """Every evaluation of a run by iteration; iteration 0 (zero-shot) must be there."""
     evaluations = defaultdict(list)
-    for record in rationale_log.read(run_dir):
-        if record["phase"] == "evaluation":
-            evaluations[record["iteration"]].append(record)
+    for record in rationale_log.read(run_dir, phase="evaluation"):
+        evaluations[record["iteration"]].append(record)
     if 0 not in evaluations:
         raise StudyError(f"{run_dir} has no iteration-0 evaluation in {rationale_log.FOLDER}/")
-    return graded(evaluations[0]), graded(evaluations[max(evaluations)])
+    return {iteration: graded(records) for iteration, records in sorted(evaluations.items())}
 
 
 @dataclass
@@ -117,6 +116,8 @@ class Group:
 
     final: dict[str, dict[int, Graded]] = field(default_factory=lambda: defaultdict(dict))
     rows: dict[str, list[list[dict]]] = field(default_factory=lambda: defaultdict(list))
+    # Per sampler arm, iteration and seed: every evaluation of its runs (the learning curves).
+    curves: dict[str, dict[int, dict[int, Graded]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(dict)))
 
 
 def groups(runs: list) -> dict[tuple[str, str], Group]:
@@ -126,10 +127,12 @@ def groups(runs: list) -> dict[tuple[str, str], Group]:
         group = grouped[(run.dataset, run.model)]
         if run.seed in group.final[run.sampler]:
             raise StudyError(f"two runs of arm {run.sampler} with seed {run.seed} on {run.dataset}, e.g. {run.name}")
-        baseline, final = read_evaluations(run.directory)
-        group.final[ZERO_SHOT].setdefault(run.seed, baseline)
-        group.final[run.sampler][run.seed] = final
+        evaluations = read_evaluations(run.directory)
+        group.final[ZERO_SHOT].setdefault(run.seed, evaluations[0])
+        group.final[run.sampler][run.seed] = evaluations[max(evaluations)]
         group.rows[run.sampler].append(run.rows)
+        for iteration, evaluation in evaluations.items():
+            group.curves[run.sampler][iteration][run.seed] = evaluation
     return dict(sorted(grouped.items()))
 
 
@@ -160,7 +163,10 @@ def ordered_arms(group: Group) -> list[str]:
 
 
 def accuracy(group: Group, arm: str) -> Interval:
-    per_seed = group.final[arm]
+    return interval_over_seeds(group.final[arm])
+
+
+def interval_over_seeds(per_seed: dict[int, Graded]) -> Interval:
     return seed_stratified_interval([[float(c) for c in per_seed[seed].correct.values()] for seed in sorted(per_seed)])
 
 
@@ -336,6 +342,26 @@ def plot_accuracy(grouped: dict, path: Path) -> None:
     save(plt, figure, "Final test accuracy, mean over seeds, 95% bootstrap interval over test questions", path)
 
 
+def plot_curves(grouped: dict, path: Path) -> None:
+    """Test accuracy per EM iteration and arm (iteration 0: zero-shot), 95% intervals."""
+    plt, figure, panel_groups = panels(grouped)
+    for axis, ((dataset, model), group) in panel_groups:
+        arms = [arm for arm in ordered_arms(group) if arm != ZERO_SHOT]
+        for offset, arm in enumerate(arms):
+            iterations = sorted(group.curves[arm])
+            intervals = [interval_over_seeds(group.curves[arm][i]) for i in iterations]
+            shifted = [i + (offset - (len(arms) - 1) / 2) * 0.04 for i in iterations]  # side by side
+            axis.errorbar(
+                shifted, [i.estimate for i in intervals],
+                yerr=[[i.estimate - i.low for i in intervals], [i.high - i.estimate for i in intervals]],
+                fmt="o-", capsize=3, label=arm,
+            )
+        axis.set(title=f"{dataset} · {model}", xlabel="EM iteration", ylabel="test accuracy", ylim=(0, 1))
+        axis.legend(loc="upper right")
+        axis.grid(axis="y", alpha=0.3)
+    save(plt, figure, "Test accuracy per EM iteration, mean over seeds, 95% bootstrap interval", path)
+
+
 def plot_lengths(grouped: dict, path: Path) -> None:
     """Distribution of the final test rationales' length per arm (box plots)."""
     plt, figure, panel_groups = panels(grouped)
@@ -358,12 +384,14 @@ def section(runs: list, out: Path) -> Section:
     grouped = groups(with_grades)
     plot_accuracy(grouped, out / "study_accuracy.png")
     plot_lengths(grouped, out / "study_lengths.png")
+    plot_curves(grouped, out / "study_curves.png")
     return Section(
         tables=[
             verdict_table(grouped), accuracy_table(grouped), differences_table(grouped), collapse_table(grouped),
             length_table(grouped), cost_table(grouped),
         ],
         plots=[("Final test accuracy with 95% intervals", out / "study_accuracy.png"),
-               ("Length of the final test rationales", out / "study_lengths.png")],
+               ("Length of the final test rationales", out / "study_lengths.png"),
+               ("Test accuracy per EM iteration", out / "study_curves.png")],
         note=None if len(with_grades) == len(runs) else f"{len(runs) - len(with_grades)} runs without per-question grades are left out.",
     )

@@ -307,8 +307,8 @@ def test_report_of_a_real_sweep(tiny_multirun):
     assert result.returncode == 0, result.stderr
     out = sweep_dir / "report"
     assert_valid_pngs(out)
-    # The study section adds its accuracy and length plots (the runs have per-question grades).
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(PLOTS) + 2
+    # The study section adds its accuracy, length and per-iteration plots (the runs have per-question grades).
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == len(PLOTS) + 3
 
     table = summary_rows(out / "summary.md")
     assert len(table) == len(TINY_SWEEP_SAMPLERS)

@@ -124,7 +124,7 @@ def test_lengths_and_cost(report):
 def test_report_page_holds_the_study_plots(report):
     page = (report / "report.html").read_text()
     assert "Verdicts" in page and "Final test accuracy with 95% intervals" in page
-    for name in ["study_accuracy.png", "study_lengths.png"]:
+    for name in ["study_accuracy.png", "study_lengths.png", "study_curves.png"]:
         assert (report / name).read_bytes().startswith(b"\x89PNG")
 
 
