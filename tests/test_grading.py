@@ -75,6 +75,12 @@ CASES = [
     (ARC, "The answer is (B), not (A).", "B", True),
     (ARC, "The answer to this question is (B).", "B", True),
     (ARC, "## Answer\n(B) Mars", "B", True),
+    # "Answer is" without its article, at the start of a sentence or line (issue #27b).
+    (ARC, "Mars orbits the Sun.\n\nAnswer is (B). Mars is a planet.", "B", True),
+    (ARC, "Mars orbits the Sun. answer is b.", "B", True),
+    (ARC, "**Answer is:** (B)", "B", True),
+    (ARC, "Answer is (A) or (B).", None, False),
+    (ARC, "Each answer is a body in the sky: the Sun, Mars, the Moon.", None, False),
     # 1. The last statement wins, whatever filler it carries.
     (ARC, "The answer is (A)... no, Mars orbits the Sun, so the answer is actually (B).", "B", True),
     (ARC, "The answer is therefore (B).", "B", True),
