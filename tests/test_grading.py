@@ -45,6 +45,11 @@ DATE = Example(
     "C",
     AnswerKind.LETTER,
 )
+ENERGY = Example(
+    "arc-energy", "Which of the following is the best example of potential energy?", "C", AnswerKind.LETTER,
+    ("a fallen rock", "a burning match", "a liter of gasoline", "a red-hot piece of iron"),
+)
+CONCLUDES = "Gasoline stores chemical energy.\n\nTherefore, the best example of potential energy is:\n"
 SIXTY = Example("gsm-60", "How many minutes?", "60", AnswerKind.NUMBER)
 TWELVE = Example("gsm-12", "How many hours?", "12", AnswerKind.NUMBER)
 MONEY = Example("gsm-money", "How much did she earn?", "1234.5", AnswerKind.NUMBER)
@@ -227,6 +232,18 @@ CASES = [
     (ARC, "Mars orbits the Sun.\n\n**(B)**", "B", True),
     (ARC, "Mars orbits the Sun.\nc", "C", False),
     (ARC, "Mars orbits the Sun.\nB) Mars is a planet", None, False),
+    # A last line that is options alone after a conclusion line ending in "is:" (issue #27b).
+    (ENERGY, CONCLUDES + "(C) a liter of gasoline", "C", True),
+    (ENERGY, CONCLUDES + "**C) A liter of gasoline.**", "C", True),
+    (ENERGY, CONCLUDES + "\n- (c) a liter of gasoline", "C", True),
+    (ENERGY, CONCLUDES + "a liter of gasoline", "C", True),
+    (ENERGY, CONCLUDES + "(B) a burning match", "B", False),
+    (ENERGY, CONCLUDES + "(B) a liter of gasoline", None, False),
+    (ENERGY, CONCLUDES + "(B) a burning match or (C) a liter of gasoline", None, False),
+    (ENERGY, CONCLUDES + "(C) a liter of gasoline, since it burns", None, False),
+    (ENERGY, CONCLUDES + "(C) a liter of gasoline\nIt stores chemical energy.", None, False),
+    (ENERGY, "Let's look at the options. The first option is:\n(A) a fallen rock", None, False),
+    (ENERGY, "The best example of potential energy is not:\n(A) a fallen rock", None, False),
     # Kept right: fake program output after the answer, back-to-back statements, a filled-in
     # placeholder ("N = 60") and a later box.
     (SIXTY, "The answer is 60.\n```output\n62\n```", "60", True),
@@ -326,6 +343,9 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (GSM, "48 + 24 = 72", "no_statement"),
         (ARC, "So (B) is the correct answer.", "answer_first"),
         (ARC, "Mars orbits the Sun.\nb", "last_line"),
+        (ENERGY, CONCLUDES + "(C) a liter of gasoline", "conclusion_line"),
+        (ENERGY, CONCLUDES + "(B) a liter of gasoline", "letter_text_disagree"),
+        (ENERGY, CONCLUDES + "(B) or (C)", "hedge"),
         (ARC, "The answer is not (A).", "unreadable"),
         (LIAR, "No, she lies.", "opening_yes_no"),
         (LIAR, "Yes. Ka lies, so Sima lies. So no.", "hedge"),

@@ -27,7 +27,7 @@ class Grade:
     answer: str | None
     correct: bool
     # Which rule decided, for audits (emreason-grade): "statement", "boxed", "answer_first", "bare",
-    # "last_line", "opening_yes_no" when an answer was read; else why there is none: "no_statement",
+    # "last_line", "conclusion_line", "opening_yes_no" when an answer was read; else why there is none: "no_statement",
     # "unreadable", "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the
     # token limit without an answer statement, or while its statements still disagree).
     rule: str = "no_statement"
@@ -149,12 +149,47 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
 
 def _bare_option(completion: str, example: Example) -> Statement | None:
     """A completion of one line that is an option ("B", "A) electrical", "carbon dioxide"), or whose
-    last line is a letter alone ("... Mars orbits the Sun.\nb")."""
+    last line is a letter alone ("... Mars orbits the Sun.\nb"), or whose last line is options alone
+    after a conclusion line ending in "is:" ("Therefore, the best example is:\n(B) a burning match")."""
     line = unwrap(completion.strip())
     if "\n" not in line and (_STARTS_WITH_LETTER.match(line) or _options_named(line, example, whole=True)):
         return Statement(line, len(completion), "bare")
-    last_letter = _LETTER_ALONE.fullmatch(unwrap(line.rsplit("\n", 1)[-1]))
-    return Statement(f"({last_letter.group(1)})", len(completion), "last_line") if last_letter else None
+    lines = [text for text in line.split("\n") if text.strip()]
+    last = unwrap(lines[-1]) if lines else ""
+    last_letter = _LETTER_ALONE.fullmatch(last)
+    if last_letter:
+        return Statement(f"({last_letter.group(1)})", len(completion), "last_line")
+    if len(lines) > 1 and _concludes(lines[-2]):
+        last = _LOWER_CASE_LETTER_MARK.sub(lambda m: m.group(0).upper(), _BULLET.sub("", last))
+        if _only_options(last, example):
+            return Statement(last, len(completion), "conclusion_line")
+    return None
+
+
+# A line that introduces the answer on the next line: "Therefore, the best example is:". Not a
+# question, a negation, nor a line introducing one option of a list ("The first option is:").
+_CONCLUSION_LINE = re.compile(r"\b(?:is|would\s+be|should\s+be|must\s+be|will\s+be)[\s*_]*:[\s*_]*$", re.IGNORECASE)
+_NOT_A_CONCLUSION = re.compile(
+    r"\?|\b(?:not|options?|choices?|first|second|third|fourth|fifth|next|other|following|each)\b|n't\b", re.IGNORECASE
+)
+_BULLET = re.compile(r"^[-*•]\s+")
+_LOWER_CASE_LETTER_MARK = re.compile(r"^\(?[a-z](?=[).:]\s)")
+_JOINED = re.compile(r"\s+(?:or|and|and/or)\s+|[/,;]")
+
+
+def _concludes(line: str) -> bool:
+    return bool(_CONCLUSION_LINE.search(line)) and not _NOT_A_CONCLUSION.search(line)
+
+
+def _only_options(line: str, example: Example) -> bool:
+    """Whether the line is options and nothing else: a letter, a letter with an option's text, an
+    option's text, or several of these joined by "or", "and" or "/" (a hedge, read as one)."""
+    rest = _LETTER_REFERENCE.sub(" ", line)
+    texts = {normalize_text(option) for option in _options(example).values()} - {""}
+    pieces = [normalize_text(piece.strip(" ().:")) for piece in _JOINED.split(rest)]
+    if normalize_text(rest.strip(" ().:")) in texts:
+        return True
+    return all(not piece or piece in texts for piece in pieces) and (rest != line or any(pieces))
 
 
 def _options(example: Example) -> dict[str, str]:
