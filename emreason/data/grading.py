@@ -27,7 +27,7 @@ class Grade:
     answer: str | None
     correct: bool
     # Which rule decided, for audits (emreason-grade): "statement", "boxed", "answer_first", "bare",
-    # "last_line", "conclusion_line", "opening_yes_no" when an answer was read; else why there is none: "no_statement",
+    # "last_line", "conclusion_line", "one_sentence", "opening_yes_no" when an answer was read; else why there is none: "no_statement",
     # "unreadable", "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the
     # token limit without an answer statement, or while its statements still disagree).
     rule: str = "no_statement"
@@ -218,10 +218,34 @@ def _read_number(completion: str, statement: Statement | None, example: Example)
         bare = completion.strip()
         if re.fullmatch(r"[-−$\d.,/%\s]+", bare) and re.search(r"\d", bare):
             return _number_reading(bare, "bare")
-        return _Reading(None, "no_statement")
+        number = _one_sentence_number(bare)
+        return _number_reading(number, "one_sentence") if number else _Reading(None, "no_statement")
     if _HEDGE.search(statement.phrase) and len(re.findall(r"\d+(?:[.,]\d+)*", statement.phrase)) > 1:
         return _Reading(None, "hedge")
     return _number_reading(statement.phrase, statement.form)
+
+
+# A number as a direct answer writes it: "13", "-3.5", "$1,000", "1/2", "50%" (a sign only where
+# it does not follow a word: "10-3" is two numbers).
+_NUMBER_TOKEN = re.compile(r"(?:(?<![\w)])[-−])?\$?\d+(?:[.,/]\d+)*%?")
+# What makes a sentence more than a direct answer: working (an operator, a list or step label, a
+# colon), a question, a negation or an alternative.
+_NOT_A_DIRECT_ANSWER = re.compile(
+    r"[=+×÷^<>:?]|\b(?:not|no|never|or|if|step|approximately|about|around|maybe|perhaps)\b|n't\b", re.IGNORECASE
+)
+_LONGEST_DIRECT_ANSWER = 15  # words
+
+
+def _one_sentence_number(text: str) -> str | None:
+    """The number of a completion that is one short sentence holding exactly one number and no
+    working: "I have 13 vegetables in total." -> "13"."""
+    sentence = unwrap(re.sub(r"\*\*|__", "", text))
+    if "\n" in sentence or len(_SENTENCE_BREAK.split(sentence)) > 1 or len(sentence.split()) > _LONGEST_DIRECT_ANSWER:
+        return None
+    numbers = _NUMBER_TOKEN.findall(sentence)
+    if len(numbers) != 1 or _NOT_A_DIRECT_ANSWER.search(_NUMBER_TOKEN.sub(" ", sentence)):
+        return None
+    return numbers[0].rstrip(".,")
 
 
 def _number_reading(text: str, rule: str) -> _Reading:
