@@ -24,6 +24,13 @@ NEGATIVE = Example("bbh-arith", "((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) =", "-
 VALID = Example("formal_fallacies/test/1", "Is the argument valid?", "invalid", AnswerKind.TEXT)
 TRUE = Example("boolean_expressions/test/1", "not ( True ) and ( True ) is", "False", AnswerKind.YES_NO)
 LIAR = Example("web_of_lies/test/1", "Does Sima tell the truth?", "No", AnswerKind.YES_NO)
+NAVIGATE = Example(
+    "navigate/test/1",
+    "If you follow these instructions, do you return to the starting point? Take 3 steps. Turn around. Take 3 steps.\n"
+    "Options:\n- Yes\n- No",
+    "Yes",
+    AnswerKind.YES_NO,
+)
 GAS = Example(
     "arc-gas", "Which gas do plants take in?", "B", AnswerKind.LETTER, ("oxygen", "carbon dioxide", "nitrogen", "helium")
 )
@@ -198,10 +205,34 @@ CASES = [
     (LIAR, "No, Sima lies. Checking again: Ka lies, so Sima lies. So, no.", "no", True),
     (LIAR, "Yes, Sima tells the truth. Wait: Ka lies, so Sima lies. So, no.", None, False),
     (LIAR, "No, Sima lies.\n\nThe answer is Yes.", "yes", False),
-    (LIAR, "Sima lies, so no. Then finish with \"The answer is Yes.\" or \"The answer is No.\"", None, False),
+    (LIAR, "Ka lies, so no. Then finish with \"The answer is Yes.\" or \"The answer is No.\"", None, False),
     (LIAR, "Ka says no to Sima's offer. Sima lies, so her friend tells the truth.", None, False),
     (LIAR, "No one here tells the truth, so Sima lies.", None, False),
     (LIAR, "Does Ka tell the truth? No. Does Sima? Yes.", None, False),
+    # ... and so does an opening sentence that is the question's own clause, affirmed or denied
+    # ("Does Sima tell the truth?": "Sima tells the truth.", "Sima lies."), unless a later sentence
+    # asserts the other (issue #27b).
+    (LIAR, "Sima tells the truth. Her friend Ka tells the truth too.", "yes", False),
+    (LIAR, "Sima lies.", "no", True),
+    (LIAR, "Sima does not tell the truth, because Ka lies.", "no", True),
+    (LIAR, "**Sima doesn’t tell the truth.**", "no", True),
+    (LIAR, "So, Sima is lying.", "no", True),
+    (LIAR, "Sima does not lie.", "yes", False),
+    (LIAR, "Sima lies, so no. Then finish with \"The answer is Yes.\" or \"The answer is No.\"", "no", True),
+    (LIAR, "Sima lies. Ka says Sima tells the truth, so Ka lies.", "no", True),
+    (LIAR, "Sima lies. If Sima tells the truth, then Ka lies.", "no", True),
+    (LIAR, "Sima lies. Ka lies, so Sima lies.", "no", True),
+    (NAVIGATE, "You return to the starting point. Three steps forward, three back.", "yes", True),
+    (NAVIGATE, "You do not return to the starting point.", "no", False),
+    (LIAR, "Sima tells the truth. Ka lies, so Sima lies.", None, False),
+    (LIAR, "Sima lies. But Ka lies, so Sima tells the truth.", None, False),
+    (LIAR, "Sima tells the truth. So, no.", None, False),
+    (LIAR, "Sima tells the truth if Ka lies.", None, False),
+    (LIAR, "Sima tells the truth or lies.", None, False),
+    (LIAR, "Sima lies about her age. Ka tells the truth.", None, False),
+    (LIAR, "Ka tells the truth.", None, False),
+    (LIAR, "Sima says Ka tells the truth.", None, False),
+    (LIAR, "Does Sima tell the truth? Sima lies.", None, False),
     # Formats of Qwen2.5-Coder-0.5B-Instruct (issue #27).
     # The prompt's placeholder letter with an option's text: the text decides.
     (TOOL, "A thermometer measures heat. The answer is (X) a thermometer.", "C", True),
@@ -366,6 +397,8 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (ARC, "The answer is not (A).", "unreadable"),
         (LIAR, "No, she lies.", "opening_yes_no"),
         (LIAR, "Yes. Ka lies, so Sima lies. So no.", "hedge"),
+        (LIAR, "Sima lies.", "opening_clause"),
+        (LIAR, "Sima tells the truth. Ka lies, so Sima lies.", "hedge"),
     ],
 )
 def test_the_grade_names_the_rule_that_decided(example, completion, rule):

@@ -8,6 +8,7 @@ that never concludes has no answer: the grader does not pick a number it merely 
 A rationale cut off at the token limit concludes only if its statements agree.
 A rationale without a readable answer is wrong, never an error."""
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -27,9 +28,10 @@ class Grade:
     answer: str | None
     correct: bool
     # Which rule decided, for audits (emreason-grade): "statement", "boxed", "answer_first", "bare",
-    # "last_line", "conclusion_line", "one_sentence", "opening_yes_no" when an answer was read; else why there is none: "no_statement",
-    # "unreadable", "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the
-    # token limit without an answer statement, or while its statements still disagree).
+    # "last_line", "conclusion_line", "one_sentence", "opening_yes_no", "opening_clause" when an
+    # answer was read; else why there is none: "no_statement", "unreadable", "hedge",
+    # "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit without an
+    # answer statement, or while its statements still disagree).
     rule: str = "no_statement"
     # Character offset in the completion where the final answer statement ends (the math or bold
     # span it is in and its closing punctuation included); None without a statement. The M-step
@@ -276,7 +278,7 @@ def _read_yes_no(completion: str, statement: Statement | None, example: Example)
     """The first yes/no/true/false word of the final statement ("yes or no" is a hedge); without a
     statement, the direct answer the completion opens with."""
     if statement is None:
-        return _opening_yes_no(answer_region(completion))
+        return _opening_yes_no(answer_region(completion), example.question)
     first = _YES_NO_WORD.search(statement.phrase)
     if first is None:
         return _Reading(None, "unreadable")
@@ -286,15 +288,150 @@ def _read_yes_no(completion: str, statement: Statement | None, example: Example)
     return _Reading(yes_no(first.group(1)), statement.form)
 
 
-def _opening_yes_no(text: str) -> _Reading:
-    """The direct yes/no answer of the first sentence ("Yes, because ..."), unless a later sentence
-    answers the other way ("... So, no."). A yes/no word inside the working is not an answer."""
-    answers = [_DIRECT_YES_NO.match(sentence) for sentence in _SENTENCE_BREAK.split(text.strip())]
-    if not answers[0]:
+def _opening_yes_no(text: str, question: str) -> _Reading:
+    """The direct answer of the first sentence: a yes/no word ("Yes, because ...", rule
+    opening_yes_no) or the question's own clause affirmed or negated ("Shaunda tells the truth." for
+    "Does Shaunda tell the truth?", rule opening_clause); unless a later sentence answers the other
+    way ("... So, no.", "... so Shaunda lies."). A yes/no word inside the working is not an answer."""
+    sentences = _SENTENCE_BREAK.split(text.strip())
+    clause = _clause(question)
+    direct = _DIRECT_YES_NO.match(sentences[0])
+    if direct:
+        opening, rule = yes_no(direct.group(1)), "opening_yes_no"
+    else:
+        opening, rule = _restated_clause(sentences[0], clause), "opening_clause"
+    if opening is None:
         return _Reading(None, "no_statement")
-    opening = yes_no(answers[0].group(1))
-    last = [yes_no(answer.group(1)) for answer in answers if answer][-1]
-    return _Reading(opening, "opening_yes_no") if last == opening else _Reading(None, "hedge")
+    later = [_later_answer(sentence, clause) for sentence in sentences[1:]]
+    last = ([opening] + [answer for answer in later if answer])[-1]
+    return _Reading(opening, rule) if last == opening else _Reading(None, "hedge")
+
+
+# The question's own clause: "Does Shaunda tell the truth?", "..., do you return to the starting
+# point?", "Is the argument valid?" (the last such question in it).
+_POLAR_QUESTION = re.compile(r"(?:^|(?<=[.!?:,\n]))\s*(does|do|is|are)\s+([^.!?:,\n]+?)\s*\?", re.IGNORECASE)
+# A predicate and the one that denies it, as web_of_lies writes them.
+_OPPOSITES = {"tell the truth": "lie"}
+_LONGEST_QUESTION_SUBJECT = 4  # words
+_LEAD_IN_WORDS = re.compile(r"(?:(?:so|therefore|thus|hence|overall|in\s+conclusion)\b[\s,:]*)?", re.IGNORECASE)
+# What may follow a restated clause in its sentence: a reason or a consequence, not a condition.
+_CLAUSE_CONTINUES = re.compile(r"(?:[,;]\s*|\s+)(?:because|since|as|so|which)\b|\s+[—–-]\s")
+# A later mention of the clause that does not assert it: reported speech, a hypothesis, a negation.
+_NOT_ASSERTED = re.compile(
+    r"\b(?:says?|said|claims?|claimed|thinks?|believes?|if|whether|suppose|assume|assuming|unless|not)\b|n't\b|\?",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class _Clause:
+    """The question's clause as answers write it: each form (lower case) with the answer it gives,
+    longest first, and a pattern that finds any of them as whole words (group i is form i)."""
+
+    forms: tuple[tuple[str, str], ...]
+    mentions: re.Pattern | None
+
+
+@functools.lru_cache(maxsize=4096)
+def _clause(question: str) -> _Clause:
+    yes_forms, no_forms = _clause_forms(question)
+    forms = tuple(sorted([(form, "yes") for form in yes_forms] + [(form, "no") for form in no_forms], key=lambda f: -len(f[0])))
+    if not forms:
+        return _Clause((), None)
+    return _Clause(forms, re.compile("|".join(rf"(?<![\w'])({re.escape(form)})(?![\w'])" for form, _ in forms)))
+
+
+def _clause_forms(question: str) -> tuple[list[str], list[str]]:
+    """The sentences that answer the question's clause yes ("shaunda tells the truth", "shaunda
+    does not lie") and no ("shaunda lies", "shaunda does not tell the truth"), lower case; a subject
+    of up to four words is tried at every length, so the forms include some that no one writes."""
+    questions = _POLAR_QUESTION.findall(question)
+    if not questions:
+        return [], []
+    auxiliary, clause = questions[-1][0].lower(), " ".join(questions[-1][1].lower().split())
+    words = clause.split()
+    yes_forms, no_forms = [], []
+    for length in range(1, min(_LONGEST_QUESTION_SUBJECT, len(words) - 1) + 1):
+        subject, predicate = " ".join(words[:length]), " ".join(words[length:])
+        affirmed, denied = _affirmed_and_denied(auxiliary, subject, predicate)
+        yes_forms += affirmed
+        no_forms += denied
+        if predicate in _OPPOSITES:
+            affirmed, denied = _affirmed_and_denied(auxiliary, subject, _OPPOSITES[predicate])
+            yes_forms += denied
+            no_forms += affirmed
+    return yes_forms, no_forms
+
+
+def _affirmed_and_denied(auxiliary: str, subject: str, predicate: str) -> tuple[list[str], list[str]]:
+    if auxiliary in ("is", "are"):
+        return [f"{subject} {auxiliary} {predicate}"], [f"{subject} {auxiliary} not {predicate}", f"{subject} {auxiliary}n't {predicate}"]
+    verb, _, rest = predicate.partition(" ")
+    rest = f" {rest}" if rest else ""
+    be = "is" if auxiliary == "does" else "are"
+    finite = _third_person(verb) if auxiliary == "does" else verb
+    affirmed = [f"{subject} {finite}{rest}", f"{subject} {auxiliary} {verb}{rest}", f"{subject} {be} {_progressive(verb)}{rest}"]
+    denied = [
+        f"{subject} {auxiliary} not {verb}{rest}",
+        f"{subject} {auxiliary}n't {verb}{rest}",
+        f"{subject} {be} not {_progressive(verb)}{rest}",
+        f"{subject} {be}n't {_progressive(verb)}{rest}",
+    ]
+    return affirmed, denied
+
+
+def _third_person(verb: str) -> str:
+    if verb == "have":
+        return "has"
+    if re.search(r"(?:s|sh|ch|x|z|o)$", verb):
+        return f"{verb}es"
+    if re.search(r"[^aeiou]y$", verb):
+        return f"{verb[:-1]}ies"
+    return f"{verb}s"
+
+
+def _progressive(verb: str) -> str:
+    if verb.endswith("ie"):
+        return f"{verb[:-2]}ying"
+    if verb.endswith("e") and not verb.endswith("ee"):
+        return f"{verb[:-1]}ing"
+    return f"{verb}ing"
+
+
+def _plain(sentence: str) -> str:
+    """A sentence compared with the question's clause: unwrapped, lower case, one space, curly
+    apostrophes straight, without its closing punctuation."""
+    text = " ".join(unwrap(sentence.replace("’", "'")).lower().split())
+    return text.rstrip(".!*_ ")
+
+
+def _restated_clause(sentence: str, clause: _Clause) -> str | None:
+    """ "yes" or "no" when the sentence is the question's clause affirmed or denied, alone or with a
+    reason after it ("Shaunda lies, because Fletcher lies."); None for anything else."""
+    text = _plain(sentence)
+    text = text[_LEAD_IN_WORDS.match(text).end() :]
+    for form, answer in clause.forms:
+        if text == form or (text.startswith(form) and _CLAUSE_CONTINUES.match(text, len(form))):
+            return answer
+    return None
+
+
+def _later_answer(sentence: str, clause: _Clause) -> str | None:
+    """The answer a later sentence gives: a direct yes/no ("So, no."), else the last assertion of
+    the question's clause in it ("Fletcher lies, so Shaunda lies."), not reported speech ("Fletcher
+    says Shaunda lies"), a hypothesis ("If Shaunda lies, ...") nor a negation ("It is not true that
+    Shaunda lies") in the same clause."""
+    direct = _DIRECT_YES_NO.match(sentence)
+    if direct:
+        return yes_no(direct.group(1))
+    if clause.mentions is None:
+        return None
+    text, answer = _plain(sentence), None
+    for mention in clause.mentions.finditer(text):
+        before = re.split(r"[,;:]", text[: mention.start()])[-1]
+        if not _NOT_ASSERTED.search(before):
+            answer = clause.forms[mention.lastindex - 1][1]
+    return answer
 
 
 def _read_text(completion: str, statement: Statement | None, example: Example) -> _Reading:
