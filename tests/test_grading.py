@@ -57,6 +57,17 @@ ENERGY = Example(
     ("a fallen rock", "a burning match", "a liter of gasoline", "a red-hot piece of iron"),
 )
 CONCLUDES = "Gasoline stores chemical energy.\n\nTherefore, the best example of potential energy is:\n"
+HABITAT = Example(
+    "obqa-habitat", "What might be the natural habitat of a small creature known for making a noise by scraping limbs together?",
+    "C", AnswerKind.LETTER, ("Among Birches", "Amid the snow", "In a barn", "In the ocean"),
+)
+NEW_YEAR = Example(
+    "date_understanding/test/3",
+    "Yesterday was 12/31/1929. Today is 01/01/1930. What is the date tomorrow in MM/DD/YYYY?\nOptions:\n"
+    "(A) 01/01/1930\n(B) 01/02/1930\n(C) 12/31/1929",
+    "B",
+    AnswerKind.LETTER,
+)
 SIXTY = Example("gsm-60", "How many minutes?", "60", AnswerKind.NUMBER)
 TWELVE = Example("gsm-12", "How many hours?", "12", AnswerKind.NUMBER)
 MONEY = Example("gsm-money", "How much did she earn?", "1234.5", AnswerKind.NUMBER)
@@ -274,6 +285,25 @@ CASES = [
     (ARC, "The answer is not A, it is B.", "B", True),
     (ARC, "The answer is not (C).", None, False),
     (LIAR, "The answer is not yes.", None, False),
+    # Without a statement, an opening or concluding sentence that states one option's whole text as
+    # what the question asks for: the complement of "is"/"are" that ends it (issue #27b).
+    (HABITAT, "The natural habitat of a small creature that chirps is in the barn. Crickets chirp at night.", "C", True),
+    (HABITAT, "Crickets chirp by rubbing their legs. So the natural habitat of such a creature is **in a barn**.", "C", True),
+    (HABITAT, "The habitat of this creature is in the ocean.", "D", False),
+    (ENERGY, "The best example of potential energy is a liter of gasoline.", "C", True),
+    (NEW_YEAR, "A day after today. So the date tomorrow is 01/02/1930.", "B", True),
+    (NEW_YEAR, "Today is 01/01/1930.", None, False),
+    (NEW_YEAR, "Today is 01/01/1930, so the date tomorrow is 01/02/1930.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn or among birches.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn, among birches.", None, False),
+    (HABITAT, "Among birches, the natural habitat of a cricket is in a barn.", None, False),
+    (HABITAT, "It is in a barn.", None, False),
+    (HABITAT, "My favourite place is in a barn.", None, False),
+    (HABITAT, "The natural habitat of a cricket is not in the ocean.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn, where it is warm.", None, False),
+    (HABITAT, "Is the natural habitat of a cricket in a barn?", None, False),
+    (HABITAT, "Crickets chirp. The natural habitat of a cricket is in a barn. Crickets are small.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn. Later the habitat of a cricket is among birches.", None, False),
     # A letter alone on the last line of a rationale without a statement.
     (ARC, "Mars orbits the Sun, the Moon orbits Earth.\nb", "B", True),
     (ARC, "Mars orbits the Sun.\n\n**(B)**", "B", True),
@@ -391,6 +421,8 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (GSM, "She sold 72 clips altogether.", "one_sentence"),
         (ARC, "So (B) is the correct answer.", "answer_first"),
         (ARC, "Mars orbits the Sun.\nb", "last_line"),
+        (HABITAT, "The natural habitat of a cricket is in the barn.", "option_sentence"),
+        (HABITAT, "The habitat of a cricket is in a barn. So the habitat of a cricket is in the ocean.", "hedge"),
         (ENERGY, CONCLUDES + "(C) a liter of gasoline", "conclusion_line"),
         (ENERGY, CONCLUDES + "(B) a liter of gasoline", "letter_text_disagree"),
         (ENERGY, CONCLUDES + "(B) or (C)", "hedge"),

@@ -28,10 +28,10 @@ class Grade:
     answer: str | None
     correct: bool
     # Which rule decided, for audits (emreason-grade): "statement", "boxed", "answer_first", "bare",
-    # "last_line", "conclusion_line", "one_sentence", "opening_yes_no", "opening_clause" when an
-    # answer was read; else why there is none: "no_statement", "unreadable", "hedge",
-    # "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the token limit without an
-    # answer statement, or while its statements still disagree).
+    # "last_line", "conclusion_line", "option_sentence", "one_sentence", "opening_yes_no",
+    # "opening_clause" when an answer was read; else why there is none: "no_statement",
+    # "unreadable", "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the
+    # token limit without an answer statement, or while its statements still disagree).
     rule: str = "no_statement"
     # Character offset in the completion where the final answer statement ends (the math or bold
     # span it is in and its closing punctuation included); None without a statement. The M-step
@@ -125,7 +125,7 @@ def _read_letter(completion: str, statement: Statement | None, example: Example)
     if statement is None:
         statement = _bare_option(completion, example)
         if statement is None:
-            return _Reading(None, "no_statement")
+            return _option_sentence(answer_region(completion), example)
     phrase = statement.phrase
     references = list(_LETTER_REFERENCE.finditer(phrase))
     if not references and re.fullmatch(r"\(?[a-z]\)?", phrase):
@@ -192,6 +192,66 @@ def _only_options(line: str, example: Example) -> bool:
     if normalize_text(rest.strip(" ().:")) in texts:
         return True
     return all(not piece or piece in texts for piece in pieces) and (rest != line or any(pieces))
+
+
+# A sentence whose complement of "is"/"are" ends it: "The natural habitat of ... is in the barn."
+_IS_COMPLEMENT = re.compile(r"(?P<subject>.+)\s(?:is|are)\s+(?P<complement>.+?)[\s.!]*", re.IGNORECASE | re.DOTALL)
+# Sentences that do not state an answer: a question, a negation, a condition, an alternative, a guess.
+_NOT_STATED = re.compile(
+    r"\?|\b(?:not|no|never|if|whether|or|either|neither|nor|maybe|perhaps|possibly|might|could|unless)\b|n't\b",
+    re.IGNORECASE,
+)
+_PRONOUN_SUBJECT = re.compile(
+    r"(?:(?:so|thus|therefore|hence|then|overall|in\s+conclusion)\b[\s,]*)?"
+    r"(?:this|that|these|those|it|its|which|what|who|there|here|each|every|one|they|he|she|we|you|i)\b",
+    re.IGNORECASE,
+)
+_LONGEST_OPTION_SENTENCE = 300  # characters
+# Question words that say nothing about what a sentence's subject is.
+_FUNCTION_WORDS = frozenset(
+    "which what when where does would could might should about from have that this these those their there "
+    "they with your following best most many much some than then into onto".split()
+)
+
+
+def _option_sentence(text: str, example: Example) -> _Reading:
+    """The option whose text the opening or the concluding sentence states as what the question
+    asks for, the complement of "is"/"are" that ends the sentence ("The natural habitat of a small
+    creature ... is in the barn."); a hedge when such sentences name different options."""
+    sentences = [unwrap(sentence) for sentence in _SENTENCE_BREAK.split(text.strip()) if sentence.strip()]
+    if not sentences:
+        return _Reading(None, "no_statement")
+    stated = [_stated_option(sentence, example) for sentence in sentences]
+    if stated[0] is None and stated[-1] is None:
+        return _Reading(None, "no_statement")
+    named = set(stated) - {None}
+    return _Reading(named.pop(), "option_sentence") if len(named) == 1 else _Reading(None, "hedge")
+
+
+def _stated_option(sentence: str, example: Example) -> str | None:
+    """The letter of the option whose whole text ends the sentence as the complement of "is"/"are",
+    when the sentence's subject restates the question (shares a content word with it) and names no
+    option, and the sentence is not a question, a negation, a condition, a guess or a premise
+    copied from the question."""
+    if len(sentence) > _LONGEST_OPTION_SENTENCE:
+        return None
+    match = _IS_COMPLEMENT.fullmatch(sentence)
+    if not match or _NOT_STATED.search(sentence):
+        return None
+    subject, named = match.group("subject"), _options_named(match.group("complement"), example, whole=True)
+    if len(named) != 1 or _PRONOUN_SUBJECT.match(subject.strip(" *_")):
+        return None
+    if _LETTER_REFERENCE.search(subject) or _options_named(re.sub(r"[,;:()\[\]\"“”]", " ", subject), example):
+        return None
+    if normalize_text(sentence) in normalize_text(example.question):
+        return None
+    return named.pop() if _content_words(subject) & _content_words(example.question) else None
+
+
+def _content_words(text: str) -> set[str]:
+    """Words of four letters or more that carry meaning, a plural's "s" set aside."""
+    words = {word.removesuffix("s") for word in re.findall(r"[a-z]{4,}", text.lower())}
+    return words - _FUNCTION_WORDS
 
 
 def _options(example: Example) -> dict[str, str]:
