@@ -58,8 +58,11 @@ ENERGY = Example(
 )
 CONCLUDES = "Gasoline stores chemical energy.\n\nTherefore, the best example of potential energy is:\n"
 HABITAT = Example(
-    "obqa-habitat", "What might be the natural habitat of a small creature known for making a noise by scraping limbs together?",
-    "C", AnswerKind.LETTER, ("Among Birches", "Amid the snow", "In a barn", "In the ocean"),
+    "obqa-habitat",
+    "What might be the natural habitat of a small creature known for making a noise by scraping limbs together?",
+    "C",
+    AnswerKind.LETTER,
+    ("Among Birches", "Amid the snow", "In a barn", "In the ocean"),
 )
 NEW_YEAR = Example(
     "date_understanding/test/3",
@@ -193,7 +196,7 @@ CASES = [
     (GSM, "Step 72: add the clips.", None, False),
     (GSM, "She sold 72 clips. That is all.", None, False),
     (GSM, "She sold 72 clips\nin all.", None, False),
-    (GSM, "Natalia sold clips to her friends in April and then half as many in May, so 72 in the two months.", None, False),
+    (GSM, "Natalia sold clips to her friends in April and then half as many in May, so 72 in both.", None, False),
     # 5. Yes/no: the first yes/no word of the final statement, the reason after it ignored.
     (LIAR, "So the answer is No, the liar's friend lies too.", "no", True),
     (LIAR, "Sima lies. The answer is **No**.", "no", True),
@@ -287,8 +290,8 @@ CASES = [
     (LIAR, "The answer is not yes.", None, False),
     # Without a statement, an opening or concluding sentence that states one option's whole text as
     # what the question asks for: the complement of "is"/"are" that ends it (issue #27b).
-    (HABITAT, "The natural habitat of a small creature that chirps is in the barn. Crickets chirp at night.", "C", True),
-    (HABITAT, "Crickets chirp by rubbing their legs. So the natural habitat of such a creature is **in a barn**.", "C", True),
+    (HABITAT, "The natural habitat of a creature that chirps is in the barn. Crickets chirp at night.", "C", True),
+    (HABITAT, "Crickets chirp by rubbing legs. So the natural habitat of such a creature is **in a barn**.", "C", True),
     (HABITAT, "The habitat of this creature is in the ocean.", "D", False),
     (ENERGY, "The best example of potential energy is a liter of gasoline.", "C", True),
     (NEW_YEAR, "A day after today. So the date tomorrow is 01/02/1930.", "B", True),
@@ -303,7 +306,7 @@ CASES = [
     (HABITAT, "The natural habitat of a cricket is in a barn, where it is warm.", None, False),
     (HABITAT, "Is the natural habitat of a cricket in a barn?", None, False),
     (HABITAT, "Crickets chirp. The natural habitat of a cricket is in a barn. Crickets are small.", None, False),
-    (HABITAT, "The natural habitat of a cricket is in a barn. Later the habitat of a cricket is among birches.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn. Later its habitat is among birches.", None, False),
     # A letter alone on the last line of a rationale without a statement.
     (ARC, "Mars orbits the Sun, the Moon orbits Earth.\nb", "B", True),
     (ARC, "Mars orbits the Sun.\n\n**(B)**", "B", True),

@@ -395,7 +395,8 @@ class _Clause:
 @functools.lru_cache(maxsize=4096)
 def _clause(question: str) -> _Clause:
     yes_forms, no_forms = _clause_forms(question)
-    forms = tuple(sorted([(form, "yes") for form in yes_forms] + [(form, "no") for form in no_forms], key=lambda f: -len(f[0])))
+    answers = [(form, "yes") for form in yes_forms] + [(form, "no") for form in no_forms]
+    forms = tuple(sorted(answers, key=lambda answer: -len(answer[0])))
     if not forms:
         return _Clause((), None)
     return _Clause(forms, re.compile("|".join(rf"(?<![\w'])({re.escape(form)})(?![\w'])" for form, _ in forms)))
@@ -425,12 +426,17 @@ def _clause_forms(question: str) -> tuple[list[str], list[str]]:
 
 def _affirmed_and_denied(auxiliary: str, subject: str, predicate: str) -> tuple[list[str], list[str]]:
     if auxiliary in ("is", "are"):
-        return [f"{subject} {auxiliary} {predicate}"], [f"{subject} {auxiliary} not {predicate}", f"{subject} {auxiliary}n't {predicate}"]
+        denied = [f"{subject} {auxiliary} not {predicate}", f"{subject} {auxiliary}n't {predicate}"]
+        return [f"{subject} {auxiliary} {predicate}"], denied
     verb, _, rest = predicate.partition(" ")
     rest = f" {rest}" if rest else ""
     be = "is" if auxiliary == "does" else "are"
     finite = _third_person(verb) if auxiliary == "does" else verb
-    affirmed = [f"{subject} {finite}{rest}", f"{subject} {auxiliary} {verb}{rest}", f"{subject} {be} {_progressive(verb)}{rest}"]
+    affirmed = [
+        f"{subject} {finite}{rest}",
+        f"{subject} {auxiliary} {verb}{rest}",
+        f"{subject} {be} {_progressive(verb)}{rest}",
+    ]
     denied = [
         f"{subject} {auxiliary} not {verb}{rest}",
         f"{subject} {auxiliary}n't {verb}{rest}",
