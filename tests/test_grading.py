@@ -24,6 +24,13 @@ NEGATIVE = Example("bbh-arith", "((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) =", "-
 VALID = Example("formal_fallacies/test/1", "Is the argument valid?", "invalid", AnswerKind.TEXT)
 TRUE = Example("boolean_expressions/test/1", "not ( True ) and ( True ) is", "False", AnswerKind.YES_NO)
 LIAR = Example("web_of_lies/test/1", "Does Sima tell the truth?", "No", AnswerKind.YES_NO)
+NAVIGATE = Example(
+    "navigate/test/1",
+    "If you follow these instructions, do you return to the starting point? Take 3 steps. Turn around. Take 3 steps.\n"
+    "Options:\n- Yes\n- No",
+    "Yes",
+    AnswerKind.YES_NO,
+)
 GAS = Example(
     "arc-gas", "Which gas do plants take in?", "B", AnswerKind.LETTER, ("oxygen", "carbon dioxide", "nitrogen", "helium")
 )
@@ -43,6 +50,25 @@ DATE = Example(
     "Today is 04/30/2021. What is the date tomorrow in MM/DD/YYYY?\nOptions:\n"
     "(A) 04/01/2021\n(B) 05/02/2021\n(C) 05/01/2021\n(D) 06/01/2021",
     "C",
+    AnswerKind.LETTER,
+)
+ENERGY = Example(
+    "arc-energy", "Which of the following is the best example of potential energy?", "C", AnswerKind.LETTER,
+    ("a fallen rock", "a burning match", "a liter of gasoline", "a red-hot piece of iron"),
+)
+CONCLUDES = "Gasoline stores chemical energy.\n\nTherefore, the best example of potential energy is:\n"
+HABITAT = Example(
+    "obqa-habitat",
+    "What might be the natural habitat of a small creature known for making a noise by scraping limbs together?",
+    "C",
+    AnswerKind.LETTER,
+    ("Among Birches", "Amid the snow", "In a barn", "In the ocean"),
+)
+NEW_YEAR = Example(
+    "date_understanding/test/3",
+    "Yesterday was 12/31/1929. Today is 01/01/1930. What is the date tomorrow in MM/DD/YYYY?\nOptions:\n"
+    "(A) 01/01/1930\n(B) 01/02/1930\n(C) 12/31/1929",
+    "B",
     AnswerKind.LETTER,
 )
 SIXTY = Example("gsm-60", "How many minutes?", "60", AnswerKind.NUMBER)
@@ -75,6 +101,12 @@ CASES = [
     (ARC, "The answer is (B), not (A).", "B", True),
     (ARC, "The answer to this question is (B).", "B", True),
     (ARC, "## Answer\n(B) Mars", "B", True),
+    # "Answer is" without its article, at the start of a sentence or line (issue #27b).
+    (ARC, "Mars orbits the Sun.\n\nAnswer is (B). Mars is a planet.", "B", True),
+    (ARC, "Mars orbits the Sun. answer is b.", "B", True),
+    (ARC, "**Answer is:** (B)", "B", True),
+    (ARC, "Answer is (A) or (B).", None, False),
+    (ARC, "Each answer is a body in the sky: the Sun, Mars, the Moon.", None, False),
     # 1. The last statement wins, whatever filler it carries.
     (ARC, "The answer is (A)... no, Mars orbits the Sun, so the answer is actually (B).", "B", True),
     (ARC, "The answer is therefore (B).", "B", True),
@@ -145,10 +177,26 @@ CASES = [
     (NEGATIVE, "The answer is −3.50.", "-3.5", True),
     (NEGATIVE, "The answer is 3.5.", "3.5", False),
     # 11. A rationale that never concludes has no answer, whatever numbers it mentions.
-    (GSM, "She sold 72 clips altogether.", None, False),
-    (THOUSAND, "The total is 1000.00 dollars.", None, False),
+    (GSM, "In April she sold 48 clips. She sold 72 clips altogether.", None, False),
+    (THOUSAND, "Each box costs $100. The total is 1000.00 dollars.", None, False),
     (GSM, "Step 1: 48 clips in April.\nStep 2: half of that is 24.\nStep 3:", None, False),
     (GSM, "48 + 24 = 72 clips. The answer is N.", None, False),
+    # ... but a completion that is one short sentence holding one number and no working is a
+    # direct answer (issue #27b).
+    (GSM, "She sold 72 clips altogether.", "72", True),
+    (THOUSAND, "The total is 1000.00 dollars.", "1000", True),
+    (THOUSAND, "It costs **$1,000**.", "1000", True),
+    (HALF, "Half of it, 1/2, is left", "1/2", True),
+    (GSM, "I think Natalia sold 71 clips", "71", False),
+    (GSM, "She sold 48 + 24 = 72 clips.", None, False),
+    (GSM, "She sold 72 or 73 clips.", None, False),
+    (GSM, "She sold about 72 clips.", None, False),
+    (GSM, "She did not sell 72 clips.", None, False),
+    (GSM, "Did she sell 72 clips?", None, False),
+    (GSM, "Step 72: add the clips.", None, False),
+    (GSM, "She sold 72 clips. That is all.", None, False),
+    (GSM, "She sold 72 clips\nin all.", None, False),
+    (GSM, "Natalia sold clips to her friends in April and then half as many in May, so 72 in both.", None, False),
     # 5. Yes/no: the first yes/no word of the final statement, the reason after it ignored.
     (LIAR, "So the answer is No, the liar's friend lies too.", "no", True),
     (LIAR, "Sima lies. The answer is **No**.", "no", True),
@@ -171,10 +219,34 @@ CASES = [
     (LIAR, "No, Sima lies. Checking again: Ka lies, so Sima lies. So, no.", "no", True),
     (LIAR, "Yes, Sima tells the truth. Wait: Ka lies, so Sima lies. So, no.", None, False),
     (LIAR, "No, Sima lies.\n\nThe answer is Yes.", "yes", False),
-    (LIAR, "Sima lies, so no. Then finish with \"The answer is Yes.\" or \"The answer is No.\"", None, False),
+    (LIAR, "Ka lies, so no. Then finish with \"The answer is Yes.\" or \"The answer is No.\"", None, False),
     (LIAR, "Ka says no to Sima's offer. Sima lies, so her friend tells the truth.", None, False),
     (LIAR, "No one here tells the truth, so Sima lies.", None, False),
     (LIAR, "Does Ka tell the truth? No. Does Sima? Yes.", None, False),
+    # ... and so does an opening sentence that is the question's own clause, affirmed or denied
+    # ("Does Sima tell the truth?": "Sima tells the truth.", "Sima lies."), unless a later sentence
+    # asserts the other (issue #27b).
+    (LIAR, "Sima tells the truth. Her friend Ka tells the truth too.", "yes", False),
+    (LIAR, "Sima lies.", "no", True),
+    (LIAR, "Sima does not tell the truth, because Ka lies.", "no", True),
+    (LIAR, "**Sima doesn’t tell the truth.**", "no", True),
+    (LIAR, "So, Sima is lying.", "no", True),
+    (LIAR, "Sima does not lie.", "yes", False),
+    (LIAR, "Sima lies, so no. Then finish with \"The answer is Yes.\" or \"The answer is No.\"", "no", True),
+    (LIAR, "Sima lies. Ka says Sima tells the truth, so Ka lies.", "no", True),
+    (LIAR, "Sima lies. If Sima tells the truth, then Ka lies.", "no", True),
+    (LIAR, "Sima lies. Ka lies, so Sima lies.", "no", True),
+    (NAVIGATE, "You return to the starting point. Three steps forward, three back.", "yes", True),
+    (NAVIGATE, "You do not return to the starting point.", "no", False),
+    (LIAR, "Sima tells the truth. Ka lies, so Sima lies.", None, False),
+    (LIAR, "Sima lies. But Ka lies, so Sima tells the truth.", None, False),
+    (LIAR, "Sima tells the truth. So, no.", None, False),
+    (LIAR, "Sima tells the truth if Ka lies.", None, False),
+    (LIAR, "Sima tells the truth or lies.", None, False),
+    (LIAR, "Sima lies about her age. Ka tells the truth.", None, False),
+    (LIAR, "Ka tells the truth.", None, False),
+    (LIAR, "Sima says Ka tells the truth.", None, False),
+    (LIAR, "Does Sima tell the truth? Sima lies.", None, False),
     # Formats of Qwen2.5-Coder-0.5B-Instruct (issue #27).
     # The prompt's placeholder letter with an option's text: the text decides.
     (TOOL, "A thermometer measures heat. The answer is (X) a thermometer.", "C", True),
@@ -216,11 +288,42 @@ CASES = [
     (ARC, "The answer is not A, it is B.", "B", True),
     (ARC, "The answer is not (C).", None, False),
     (LIAR, "The answer is not yes.", None, False),
+    # Without a statement, an opening or concluding sentence that states one option's whole text as
+    # what the question asks for: the complement of "is"/"are" that ends it (issue #27b).
+    (HABITAT, "The natural habitat of a creature that chirps is in the barn. Crickets chirp at night.", "C", True),
+    (HABITAT, "Crickets chirp by rubbing legs. So the natural habitat of such a creature is **in a barn**.", "C", True),
+    (HABITAT, "The habitat of this creature is in the ocean.", "D", False),
+    (ENERGY, "The best example of potential energy is a liter of gasoline.", "C", True),
+    (NEW_YEAR, "A day after today. So the date tomorrow is 01/02/1930.", "B", True),
+    (NEW_YEAR, "Today is 01/01/1930.", None, False),
+    (NEW_YEAR, "Today is 01/01/1930, so the date tomorrow is 01/02/1930.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn or among birches.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn, among birches.", None, False),
+    (HABITAT, "Among birches, the natural habitat of a cricket is in a barn.", None, False),
+    (HABITAT, "It is in a barn.", None, False),
+    (HABITAT, "My favourite place is in a barn.", None, False),
+    (HABITAT, "The natural habitat of a cricket is not in the ocean.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn, where it is warm.", None, False),
+    (HABITAT, "Is the natural habitat of a cricket in a barn?", None, False),
+    (HABITAT, "Crickets chirp. The natural habitat of a cricket is in a barn. Crickets are small.", None, False),
+    (HABITAT, "The natural habitat of a cricket is in a barn. Later its habitat is among birches.", None, False),
     # A letter alone on the last line of a rationale without a statement.
     (ARC, "Mars orbits the Sun, the Moon orbits Earth.\nb", "B", True),
     (ARC, "Mars orbits the Sun.\n\n**(B)**", "B", True),
     (ARC, "Mars orbits the Sun.\nc", "C", False),
     (ARC, "Mars orbits the Sun.\nB) Mars is a planet", None, False),
+    # A last line that is options alone after a conclusion line ending in "is:" (issue #27b).
+    (ENERGY, CONCLUDES + "(C) a liter of gasoline", "C", True),
+    (ENERGY, CONCLUDES + "**C) A liter of gasoline.**", "C", True),
+    (ENERGY, CONCLUDES + "\n- (c) a liter of gasoline", "C", True),
+    (ENERGY, CONCLUDES + "a liter of gasoline", "C", True),
+    (ENERGY, CONCLUDES + "(B) a burning match", "B", False),
+    (ENERGY, CONCLUDES + "(B) a liter of gasoline", None, False),
+    (ENERGY, CONCLUDES + "(B) a burning match or (C) a liter of gasoline", None, False),
+    (ENERGY, CONCLUDES + "(C) a liter of gasoline, since it burns", None, False),
+    (ENERGY, CONCLUDES + "(C) a liter of gasoline\nIt stores chemical energy.", None, False),
+    (ENERGY, "Let's look at the options. The first option is:\n(A) a fallen rock", None, False),
+    (ENERGY, "The best example of potential energy is not:\n(A) a fallen rock", None, False),
     # Kept right: fake program output after the answer, back-to-back statements, a filled-in
     # placeholder ("N = 60") and a later box.
     (SIXTY, "The answer is 60.\n```output\n62\n```", "60", True),
@@ -318,11 +421,19 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (FOOD, "The answer is (D) predator.", "letter_text_disagree"),
         (ARC, "The answer is hard to say.", "unreadable"),
         (GSM, "48 + 24 = 72", "no_statement"),
+        (GSM, "She sold 72 clips altogether.", "one_sentence"),
         (ARC, "So (B) is the correct answer.", "answer_first"),
         (ARC, "Mars orbits the Sun.\nb", "last_line"),
+        (HABITAT, "The natural habitat of a cricket is in the barn.", "option_sentence"),
+        (HABITAT, "The habitat of a cricket is in a barn. So the habitat of a cricket is in the ocean.", "hedge"),
+        (ENERGY, CONCLUDES + "(C) a liter of gasoline", "conclusion_line"),
+        (ENERGY, CONCLUDES + "(B) a liter of gasoline", "letter_text_disagree"),
+        (ENERGY, CONCLUDES + "(B) or (C)", "hedge"),
         (ARC, "The answer is not (A).", "unreadable"),
         (LIAR, "No, she lies.", "opening_yes_no"),
         (LIAR, "Yes. Ka lies, so Sima lies. So no.", "hedge"),
+        (LIAR, "Sima lies.", "opening_clause"),
+        (LIAR, "Sima tells the truth. Ka lies, so Sima lies.", "hedge"),
     ],
 )
 def test_the_grade_names_the_rule_that_decided(example, completion, rule):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from math_verify import parse, verify
 
 from emreason.data.example import AnswerKind, Example
 from emreason.data.grading import canonical, grade
@@ -23,8 +24,11 @@ def example_of(record: dict) -> Example:
 
 
 def same_answer(read: str | None, labelled: str | None, kind: AnswerKind) -> bool:
+    """Numbers are the same by value, as the grader compares them (math-verify): "1/5" = "0.2"."""
     if read is None or labelled is None:
         return read is labelled
+    if kind is AnswerKind.NUMBER:
+        return bool(verify(parse(str(labelled)), parse(read)))
     return canonical(read, kind) == canonical(str(labelled), kind)
 
 

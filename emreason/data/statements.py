@@ -1,7 +1,8 @@
 """Finding the final answer statement of a rationale: where the model says what its answer is.
 
 The rules, for every answer kind (docs/grading.md states them with examples):
-- A statement is "the/my/final/correct answer is ...", "Answer: ...", "#### ..." or "\\boxed{...}",
+- A statement is "the/my/final/correct answer is ...", "Answer is ..." at a sentence's start,
+  "Answer: ...", "#### ..." or "\\boxed{...}",
   or an answer before its label: "(B) is the correct answer", "Option B is correct".
 - Run-on text is cut off: after a statement, a line that starts a new "Question:", "Q:",
   "Problem:", "User:" (a question the model invented) or "```output" (the output of a program
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 _STATEMENT = re.compile(
     r"\b(?:the|my|our|final|correct|right|best)\s+(?:(?:final|correct|right|best)\s+)?(?:answer|option|choice)"
     r"(?:\s+to\s+[^.\n]{1,60}?)?\s*(?:\s(?:is|was|would\s+be|should\s+be|must\s+be|will\s+be)\b\s*:?|[:=])"
-    r"|^[\s*_#>]*(?:final\s+)?answer[\s*_]*(?:[:\-]|$)|\banswer\s*:|####",
+    r"|^[\s*_#>]*(?:final\s+)?answer[\s*_]*(?:[:\-]|$)|\banswer\s*:|####"
+    # "Answer is (A)." without its article, at the start of a sentence or line.
+    r"|(?:^|(?<=[.!?])\s)[\s*_#>]*answer\s+(?:is|would\s+be|should\s+be|must\s+be|will\s+be)\b\s*:?",
     re.IGNORECASE | re.MULTILINE,
 )
 _BOXED = re.compile(r"\\boxed\s*\{")
