@@ -4,9 +4,13 @@ The rules, for every answer kind (docs/grading.md states them with examples):
 - A statement is "the/my/final/correct answer is ...", "Answer is ..." at a sentence's start,
   "Answer: ...", "#### ..." or "\\boxed{...}",
   or an answer before its label: "(B) is the correct answer", "Option B is correct".
+- Programs are not statements: a fenced block that names a language ("```python", any tag but a
+  prose one such as "text" or "markdown") and the fake "```output" block of a program the model
+  only pretends to run are blanked out ("# The answer is the total" in a program is a comment).
 - Run-on text is cut off: after a statement, a line that starts a new "Question:", "Q:",
-  "Problem:", "User:" (a question the model invented) or "```output" (the output of a program
-  it only pretends to run) and everything after it are ignored.
+  "Problem:", "User:" (a question the model invented) or an "```output" block and everything
+  after it are ignored. An output block with no statement before it cuts nothing: code, its fake
+  output, then "The answer is \\boxed{60}." concludes with that statement.
 - Template echoes are not statements: one inside a quotation after "finish/end with", or one whose
   answer is a placeholder ("(X)", "N", "TEXT"), as small models repeat the prompt's instruction.
   A placeholder letter filled in with an option's text ("(X) a thermometer") reads as that text.
@@ -38,11 +42,15 @@ _PLACEHOLDER = re.compile(
 )
 # The prompt's letter placeholder with an option's text after it: "(X) a thermometer".
 _FILLED_LETTER_PLACEHOLDER = re.compile(r"^[\s*_]*\(X\)\s+(?=\S)")
-# Run-on text: a question the model invented, or the output of a program it only pretends to run.
+# Run-on text: a question the model invented (or an output block, found with the fenced blocks below).
 _RUN_ON = re.compile(
-    r"^[\s*#>]*(?:question|q|problem|exercise|user|human|instruction)\s*\d*\s*[:.]|<\|im_start\|>|^\s*```\s*output\b",
+    r"^[\s*#>]*(?:question|q|problem|exercise|user|human|instruction)\s*\d*\s*[:.]|<\|im_start\|>",
     re.IGNORECASE | re.MULTILINE,
 )
+# A fenced block's opening line, "```python" (its tag, if any, names the language), at a line's start.
+_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,})[ \t]*(?P<tag>[A-Za-z][\w+#-]*)?[^\n]*", re.MULTILINE)
+# Tags of fenced blocks that hold the model's own prose; any other tag is a program or its output.
+_PROSE_TAGS = frozenset({"", "text", "txt", "plain", "plaintext", "markdown", "md", "latex", "tex", "math"})
 # Where an answer phrase ends: its line, its sentence (a full stop before a space, not a decimal
 # point), or a clause giving a reason or a contrast.
 _PHRASE_END = re.compile(
@@ -102,13 +110,39 @@ class Statement:
 
 
 def answer_region(completion: str) -> str:
-    """The completion up to the run-on text after its first statement: a question the model
-    invented, or the output of a program it only pretends to run."""
-    first = _first_statement_end(completion)
+    """The completion as the grader reads it: its programs and their fake output blanked out (same
+    length, line breaks kept, so offsets still point into the completion), up to the run-on text
+    after its first statement: a question the model invented, or an output block. An output block
+    before any statement cuts nothing: a statement after it is the completion's conclusion."""
+    blocks = _program_blocks(completion)
+    text = _blank(completion, blocks)
+    first = _first_statement_end(text)
     if first is None:
-        return completion
-    run_on = _RUN_ON.search(completion, first)
-    return completion[: run_on.start()] if run_on else completion
+        return text
+    run_on = _RUN_ON.search(text, first)
+    cuts = [start for start, _, output in blocks if output and start >= first]
+    cuts += [run_on.start()] if run_on else []
+    return text[: min(cuts)] if cuts else text
+
+
+def _program_blocks(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, whether it is an output block) of every fenced block that is a program or its
+    output, from its opening fence line to its closing fence (or the text's end, when cut off)."""
+    blocks, position = [], 0
+    while opening := _FENCE.search(text, position):
+        closing = re.compile(rf"`{{{len(opening['fence'])},}}[ \t]*$", re.MULTILINE).search(text, opening.end())
+        end = closing.end() if closing else len(text)
+        tag = (opening["tag"] or "").lower()
+        if tag not in _PROSE_TAGS:
+            blocks.append((opening.start(), end, tag == "output"))
+        position = end
+    return blocks
+
+
+def _blank(text: str, blocks: list[tuple[int, int, bool]]) -> str:
+    for start, end, _ in blocks:
+        text = text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
+    return text
 
 
 def answer_statements(completion: str) -> list[Statement]:
