@@ -1,5 +1,6 @@
 """The `emreason` command: a Hydra app that composes conf/ into a job and runs EM."""
 
+import gc
 import logging
 import os
 import shlex
@@ -12,7 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emreason import archive, checkpoint
+from emreason import archive, checkpoint, resident_memory
 from emreason.config import CONFIG_DIR, job_config, register_configs
 from emreason.em import run_em
 from emreason.metrics_file import METRICS_FILE, read_metrics
@@ -187,6 +188,10 @@ def main(cfg: DictConfig) -> float | None:
         run_em(job, run_dir, overrides, tracker)
     finally:
         tracker.close()
+        # The next job of a sweep runs in this process: the engine and the trainer sit in
+        # reference cycles, which only the cycle collector frees.
+        gc.collect()
+        resident_memory.release_freed()
     if job.em.archive:
         log.info("Archived as %s", archive.store(job.em.archive, overrides, run_dir))
     log.info("Metrics: %s", run_dir / METRICS_FILE)
