@@ -188,8 +188,9 @@ def main(cfg: DictConfig) -> float | None:
         run_em(job, run_dir, overrides, tracker)
     finally:
         tracker.close()
-        # The next job of a sweep runs in this process: the engine and the trainer sit in
-        # reference cycles, which only the cycle collector frees.
+        # The next job of a sweep runs in this process: hand back what this one freed. (gc alone
+        # did not free the previous job's engine and trainer: a traceback vLLM stores held them,
+        # see VLLMGenerator.close; memory still grows from job to job, docs/study.md.)
         gc.collect()
         resident_memory.release_freed()
     if job.em.archive:
