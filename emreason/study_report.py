@@ -1,8 +1,8 @@
 """The sampler study's section of `emreason-report` (docs/study.md): per benchmark, each arm's
 final test accuracy with its 95% interval, the gains over zero-shot and the differences between
 arms as paired intervals with p-values, the verdict on each claim of the study, rationale lengths
-and cost. Per-question grades come from each run's rationales/ folder (emreason/rationale_log.py);
-runs read from W&B have none, and the section then says so.
+and cost. Per-question grades come from each run's rationales/ folder (emreason/rationale_log.py),
+graded again with the current grader; runs read from W&B have none, and the section then says so.
 
 An arm is a sampler as the report labels it (TRICE without its control variate is an arm of its
 own); the zero-shot arm is the iteration-0 evaluation, one per seed. Runs of one seed answer the
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emreason import rationale_log
+from emreason.data.grading import grade
 from emreason.evaluation import answer_counts, answer_kappa
 from emreason.study_stats import Comparison, Interval, compare, equivalence_verdict, seed_stratified_interval, verdict
 
@@ -86,15 +87,20 @@ class Section:
 
 
 def graded(records: list[dict]) -> Graded:
-    answer, count = answer_counts([r["example"] for r in records], [r["answer"] for r in records]).most_common(1)[0]
+    """The evaluation of the logged completions, graded again with this grader: the jobs of a study
+    run over sessions, and a grader fixed in between would otherwise grade its arms differently."""
+    grades = [grade(r["completion"], r["example"], r.get("finished", True)) for r in records]
+    examples = [r["example"] for r in records]
+    answers = [g.answer for g in grades]
+    answer, count = answer_counts(examples, answers).most_common(1)[0]
     return Graded(
-        {r["example"].id: bool(r["correct"]) for r in records},
+        {e.id: g.correct for e, g in zip(examples, grades)},
         {r["example"].id: len(r["completion"].split()) for r in records},
-        {r["example"].id: 1 / len(r["example"].choices) for r in records if r["example"].choices},
-        answer_kappa([r["example"] for r in records], [r["answer"] for r in records], [r["correct"] for r in records]),
+        {e.id: 1 / len(e.choices) for e in examples if e.choices},
+        answer_kappa(examples, answers, [g.correct for g in grades]),
         (answer, count / len(records)),
-        max(Counter(r["example"].answer for r in records).values()) / len(records),
-        sum(r["answer"] is None for r in records) / len(records),
+        max(Counter(e.answer for e in examples).values()) / len(records),
+        sum(a is None for a in answers) / len(records),
         sum(not r.get("finished", True) for r in records) / len(records),
     )
 

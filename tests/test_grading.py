@@ -219,6 +219,18 @@ CASES = [
     (GSM, "She sold 72 clips. That is all.", None, False),
     (GSM, "She sold 72 clips\nin all.", None, False),
     (GSM, "Natalia sold clips to her friends in April and then half as many in May, so 72 in both.", None, False),
+    # ... and so is a last line that is one concluding sentence ("Therefore", "So", ...) holding one
+    # number and no working, however long (reviewed record 276).
+    (GSM, "48 + 24 = 72.\n\nTherefore, the number of clips Natalia sold in April and May is **72 clips**.", "72", True),
+    (GSM, "48 + 24 = 72.\nSo she sold \\( 72 \\) clips.", "72", True),
+    (GSM, "48 + 24 = 72.\nTherefore, she sold 48 + 24 = 72 clips.", None, False),
+    (GSM, "48 + 24 = 72.\nTherefore, she sold 72 or 73 clips.", None, False),
+    (GSM, "48 + 24 = 72.\nTherefore, in May she sold 24 more clips.", "24", False),
+    (GSM, "Therefore, she sold 72 clips.\nIn April she sold 48.", None, False),
+    # A box never closed (cut off at the token limit) answers nothing; the placeholder in LaTeX
+    # math is a template echo, so the output block after it cuts nothing (reviewed records 230, 239).
+    (GSM, "48 + 24 = 72. The answer is \\( \\boxed{7", None, False),
+    (GSM, "The answer is \\( N \\).\n```python\nprint(48 + 24)\n```\n```output\n72\n```\nThe answer is \\(\\boxed{72}\\).", "72", True),
     # 5. Yes/no: the first yes/no word of the final statement, the reason after it ignored.
     (LIAR, "So the answer is No, the liar's friend lies too.", "no", True),
     (LIAR, "Sima lies. The answer is **No**.", "no", True),
@@ -458,6 +470,7 @@ def test_the_table_covers_every_answer_kind_with_enough_cases():
         (ARC, "The answer is hard to say.", "unreadable"),
         (GSM, "48 + 24 = 72", "no_statement"),
         (GSM, "She sold 72 clips altogether.", "one_sentence"),
+        (GSM, "48 + 24 = 72.\nSo, in all, Natalia sold **72 clips** in April and May.", "conclusion_sentence"),
         (ARC, "So (B) is the correct answer.", "answer_first"),
         (ARC, "Mars orbits the Sun.\nb", "last_line"),
         (HABITAT, "The natural habitat of a cricket is in the barn.", "option_sentence"),

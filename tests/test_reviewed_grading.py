@@ -34,7 +34,7 @@ def same_answer(read: str | None, labelled: str | None, kind: AnswerKind) -> boo
 
 def test_the_set_covers_the_benchmarks_modes_and_models_it_says():
     kept = records()
-    assert len(kept) >= 200
+    assert len(kept) >= 300
     assert {r["mode"] for r in kept} == {"greedy", "sampled", "hinted"}
     assert {r["model"] for r in kept} == {"base", "after_em"}
     assert {AnswerKind(r["example"]["answer_kind"]) for r in kept} >= {AnswerKind.NUMBER, AnswerKind.LETTER, AnswerKind.YES_NO}

@@ -12,6 +12,7 @@ from emreason.data.example import AnswerKind, Example
 from emreason.generation.completion import Completion
 from emreason.report import main
 from emreason.samplers.base import Rationale
+from emreason.study_report import graded
 
 QUESTIONS = 120
 ZERO_SHOT_RIGHT = 30
@@ -26,9 +27,12 @@ def questions_of(seed: int) -> list[Example]:
 
 def evaluation(seed: int, right: int, words: int) -> list[Rationale]:
     """Graded answers: the first `right` questions correct, each answer `words` words long."""
-    text = " ".join(["word"] * (words - 4) + ["The", "answer", "is", "(A)."])
+
+    def text(letter: str) -> str:
+        return " ".join(["word"] * (words - 4) + ["The", "answer", "is", f"({letter})."])
+
     return [
-        Rationale(q, Completion(text, (1,) * words, True), "A" if i < right else "B", i < right, hinted=False)
+        Rationale(q, Completion(text("A" if i < right else "B"), (1,) * words, True), "A" if i < right else "B", i < right, hinted=False)
         for i, q in enumerate(questions_of(seed))
     ]
 
@@ -157,3 +161,14 @@ def test_collapse_and_format_per_arm(report):
     assert rows["pps"]["kappa"] == "+0.000" and rows["pps"]["constant-answer accuracy"] == "1.000"
     assert rows["pps"]["commonest answer share"] == "0.583" and rows["zero-shot"]["commonest answer share"] == "0.750"
     assert rows["pps"]["no answer"] == "0.000" and rows["pps"]["cut at limit"] == "0.000"
+
+
+def test_the_report_grades_the_logged_completions_with_the_current_grader(tmp_path):
+    """A job graded by an older grader: its stored grades are ignored, its completions count."""
+    stale = [
+        Rationale(q, Completion("Mars orbits the Sun. The answer is (A).", (1,) * 8, True), None, False, hinted=False)
+        for q in questions_of(0)[:4]
+    ]
+    rationale_log.write(tmp_path, 0, "evaluation", stale)
+    evaluation = graded(list(rationale_log.read(tmp_path, phase="evaluation")))
+    assert set(evaluation.correct.values()) == {True} and evaluation.no_answer == 0.0

@@ -28,8 +28,8 @@ class Grade:
     answer: str | None
     correct: bool
     # Which rule decided, for audits (emreason-grade): "statement", "boxed", "answer_first", "bare",
-    # "last_line", "conclusion_line", "option_sentence", "one_sentence", "opening_yes_no",
-    # "opening_clause" when an answer was read; else why there is none: "no_statement",
+    # "last_line", "conclusion_line", "option_sentence", "one_sentence", "conclusion_sentence",
+    # "opening_yes_no", "opening_clause" when an answer was read; else why there is none: "no_statement",
     # "unreadable", "hedge", "not_an_option", "letter_text_disagree", "unconcluded" (cut off at the
     # token limit without an answer statement, or while its statements still disagree).
     rule: str = "no_statement"
@@ -280,8 +280,11 @@ def _read_number(completion: str, statement: Statement | None, example: Example)
         bare = completion.strip()
         if re.fullmatch(r"[-−$\d.,/%\s]+", bare) and re.search(r"\d", bare):
             return _number_reading(bare, "bare")
-        number = _one_sentence_number(bare)
-        return _number_reading(number, "one_sentence") if number else _Reading(None, "no_statement")
+        if number := _one_sentence_number(bare):
+            return _number_reading(number, "one_sentence")
+        if number := _concluding_number(completion):
+            return _number_reading(number, "conclusion_sentence")
+        return _Reading(None, "no_statement")
     if _HEDGE.search(statement.phrase) and len(re.findall(r"\d+(?:[.,]\d+)*", statement.phrase)) > 1:
         return _Reading(None, "hedge")
     return _number_reading(statement.phrase, statement.form)
@@ -301,8 +304,24 @@ _LONGEST_DIRECT_ANSWER = 15  # words
 def _one_sentence_number(text: str) -> str | None:
     """The number of a completion that is one short sentence holding exactly one number and no
     working: "I have 13 vegetables in total." -> "13"."""
+    return _sole_number(text) if len(text.split()) <= _LONGEST_DIRECT_ANSWER else None
+
+
+# A sentence that concludes: "Therefore, ...", "So ...".
+_CONCLUSION_LEAD = re.compile(r"[\s*_#>]*(?:so|therefore|thus|hence|overall|in\s+conclusion)\b", re.IGNORECASE)
+
+
+def _concluding_number(completion: str) -> str | None:
+    """The number of a completion whose last line is one concluding sentence holding exactly one
+    number and no working: "... Therefore, the additional time is **4 minutes**." -> "4"."""
+    lines = [line for line in answer_region(completion).splitlines() if line.strip()]
+    return _sole_number(lines[-1]) if lines and _CONCLUSION_LEAD.match(lines[-1]) else None
+
+
+def _sole_number(text: str) -> str | None:
+    """The number of one sentence that holds exactly one number and no working."""
     sentence = unwrap(re.sub(r"\*\*|__", "", text))
-    if "\n" in sentence or len(_SENTENCE_BREAK.split(sentence)) > 1 or len(sentence.split()) > _LONGEST_DIRECT_ANSWER:
+    if "\n" in sentence or len(_SENTENCE_BREAK.split(sentence)) > 1:
         return None
     numbers = _NUMBER_TOKEN.findall(sentence)
     if len(numbers) != 1 or _NOT_A_DIRECT_ANSWER.search(_NUMBER_TOKEN.sub(" ", sentence)):

@@ -12,7 +12,8 @@ The rules, for every answer kind (docs/grading.md states them with examples):
   after it are ignored. An output block with no statement before it cuts nothing: code, its fake
   output, then "The answer is \\boxed{60}." concludes with that statement.
 - Template echoes are not statements: one inside a quotation after "finish/end with", or one whose
-  answer is a placeholder ("(X)", "N", "TEXT"), as small models repeat the prompt's instruction.
+  answer is a placeholder ("(X)", "N", "\\( N \\)", "TEXT"), as small models repeat the prompt's
+  instruction. A box never closed ("\\boxed{4" at the token limit) answers nothing.
   A placeholder letter filled in with an option's text ("(X) a thermometer") reads as that text.
 - The LAST statement left decides, whatever filler words it carries ("the answer is actually (B)"),
   except in a completion cut off at the token limit: there, statements that disagree with each
@@ -38,7 +39,7 @@ _BOXED = re.compile(r"\\boxed\s*\{")
 # An echoed instruction: 'Then finish with "The answer is Yes." or "The answer is No."', to its line's end.
 _ECHO = re.compile(r"(?:finish|end|conclude|answer)\w*\s+(?:it\s+)?with\s*[\"“'`][^\n]*", re.IGNORECASE)
 _PLACEHOLDER = re.compile(
-    r"[\s*_\"“”'`$]*(?:\(?X\)?|N|TEXT|ANSWER|\.\.\.|_+|\[[^\]]*\]|\{[^}]*\}|<[^>]*>)[\s.*_\"“”'`$]*",
+    r"(?:[\s*_\"“”'`$]|\\[()])*(?:\(?X\)?|N|TEXT|ANSWER|\.\.\.|_+|\[[^\]]*\]|\{[^}]*\}|<[^>]*>)(?:[\s.*_\"“”'`$]|\\[()])*",
 )
 # The prompt's letter placeholder with an option's text after it: "(X) a thermometer".
 _FILLED_LETTER_PLACEHOLDER = re.compile(r"^[\s*_]*\(X\)\s+(?=\S)")
@@ -113,12 +114,14 @@ def answer_region(completion: str) -> str:
     """The completion as the grader reads it: its programs and their fake output blanked out (same
     length, line breaks kept, so offsets still point into the completion), up to the run-on text
     after its first statement: a question the model invented, or an output block. An output block
-    before any statement cuts nothing: a statement after it is the completion's conclusion."""
+    before any statement (a template echo is none) cuts nothing: a statement after it is the
+    completion's conclusion."""
     blocks = _program_blocks(completion)
     text = _blank(completion, blocks)
-    first = _first_statement_end(text)
-    if first is None:
+    found = _statements_in(text)
+    if not found:
         return text
+    first = found[0][0]
     run_on = _RUN_ON.search(text, first)
     cuts = [start for start, _, output in blocks if output and start >= first]
     cuts += [run_on.start()] if run_on else []
@@ -147,7 +150,11 @@ def _blank(text: str, blocks: list[tuple[int, int, bool]]) -> str:
 
 def answer_statements(completion: str) -> list[Statement]:
     """Every answer statement of the completion that is not a template echo, in order."""
-    region = answer_region(completion)
+    return [statement for _, statement in _statements_in(answer_region(completion))]
+
+
+def _statements_in(region: str) -> list[tuple[int, Statement]]:
+    """(where it starts, statement) of every statement of the region that is not a template echo."""
     echoes = [echo.span() for echo in _ECHO.finditer(region)]
     candidates = [(start, *_phrase(region, phrase_at, form), form) for start, phrase_at, form in _statements(region)]
     candidates += _answers_before_label(region)
@@ -156,7 +163,7 @@ def answer_statements(completion: str) -> list[Statement]:
         if any(echo_start < start < echo_end for echo_start, echo_end in echoes):
             continue
         if not _PLACEHOLDER.fullmatch(phrase):
-            found.append(Statement(unwrap(_FILLED_LETTER_PLACEHOLDER.sub("", phrase)), end, form))
+            found.append((start, Statement(unwrap(_FILLED_LETTER_PLACEHOLDER.sub("", phrase)), end, form)))
     return found
 
 
@@ -195,20 +202,17 @@ def _answers_before_label(region: str) -> list[tuple[int, str, int, str]]:
 
 
 def _box_follows(region: str, position: int, boxes: set[int]) -> bool:
-    gap = re.match(r"[\s:$*_]*", region[position:])
+    gap = re.match(r"(?:[\s:$*_]|\\[(\[])*", region[position:])
     return position + gap.end() in boxes
-
-
-def _first_statement_end(completion: str) -> int | None:
-    ends = [m.end() for m in _STATEMENT.finditer(completion)] + [m.end() for m in _BOXED.finditer(completion)]
-    ends += [end for _, _, end, _ in _answers_before_label(completion)]
-    return min(ends) if ends else None
 
 
 def _phrase(region: str, start: int, form: str) -> tuple[str, int]:
     if form == "boxed":
         end = _closing_brace(region, start)
-        return region[start:end], _statement_end(region, min(end + 1, len(region)))
+        if end == len(region):
+            # A box never closed (cut off at the token limit: "\\boxed{4") answers nothing.
+            return "", end
+        return region[start:end], _statement_end(region, end + 1)
     rest_of_line = region[start:].split("\n", 1)[0]
     if not rest_of_line.strip(_WRAPPING) and "\n" in region[start:]:
         return _block_below(region, start + len(rest_of_line) + 1)
