@@ -54,10 +54,10 @@ faults: install
 clean:
 	rm -rf $(VENV) outputs multirun
 
-# The sampler study (docs/study.md): 5 arms x 2 benchmarks x 3 seeds, 2.2 hours on 2 cores with
-# native bf16 (about 3.8 on 2 AVX2 cores),
-# then the report. The sweep folder is fixed, so rerunning after a kill continues the sweep; the
-# report is written even when a job failed (the command still fails then).
+# The sampler study (docs/study.md): 5 arms x 2 benchmarks x 3 seeds on the default model, about
+# 5.5 hours on 2 cores with native bf16 (docs/study.md's budget), then the report. Finished jobs are
+# archived in docs/study/runs and restored, so rerunning (here or on a fresh clone) continues the
+# study; the report is written even when a job failed (the command still fails then).
 STUDY_DIR ?= multirun/study
 .PHONY: study
 study: install

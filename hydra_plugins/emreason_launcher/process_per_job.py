@@ -1,5 +1,5 @@
 """A Hydra launcher that runs a multirun's jobs one after another, each in a fresh process:
-`emreason -m hydra/launcher=process_per_job seed=0,1,2` (the study and its pilot use it).
+emreason's default launcher (conf/config.yaml), `hydra/launcher=process_per_job`.
 
 Why: Hydra's basic launcher runs every job in the process that started the sweep, and each EM job
 leaves memory there that the next cannot get back (vLLM's and PyTorch's native allocations): the
