@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from emreason import checkpoint, study_report
@@ -138,6 +139,23 @@ def runs_from_directory(root: Path) -> list[Run]:
     if not runs:
         raise ReportError(f"no runs found: no job directory with a non-empty {METRICS_FILE} under {root}")
     return runs
+
+
+def planned_jobs(sweep: Path) -> int | None:
+    """How many jobs the sweep in this folder was started to run: the product of the numbers of
+    values of its swept keys (the config's hydra.sweeper.params and the command line's, from the
+    multirun.yaml Hydra wrote); None for a folder that is no sweep."""
+    path = sweep / "multirun.yaml"
+    if not path.is_file():
+        return None
+    saved = OmegaConf.load(path)
+    params = OmegaConf.select(saved, "hydra.sweeper.params") or {}
+    command_line = OmegaConf.select(saved, "hydra.overrides.task") or []
+    jobs = 1
+    for override in OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *command_line]):
+        if override.is_sweep_override():
+            jobs *= len(list(override.sweep_string_iterator()))
+    return jobs
 
 
 def wandb_api():
@@ -317,6 +335,11 @@ def write_report(runs: list[Run], source: str, out: Path) -> Path:
         study_md, study_html = study_text(study_report.section(finished, out))
     except study_report.StudyError as error:
         raise ReportError(str(error)) from None
+    planned = planned_jobs(Path(source)) if Path(source).is_dir() else None
+    if planned is not None and len(finished) < planned:
+        study_md = (f"\n**Partial study: {len(finished)} of the {planned} planned jobs have finished.** Every table and "
+                    "verdict below is of the finished jobs only; a claim whose arms have not all run is not tested.\n" + study_md)
+        study_html = f"<p><strong>Partial study: {len(finished)} of the {planned} planned jobs have finished.</strong></p>" + study_html
     summary = summary_table(finished)
     left_out = f"\n## Unfinished runs (not in the table or the plots)\n\n{markdown(*run_table(unfinished))}" if unfinished else ""
     (out / "summary.md").write_text(

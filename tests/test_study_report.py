@@ -172,3 +172,14 @@ def test_the_report_grades_the_logged_completions_with_the_current_grader(tmp_pa
     rationale_log.write(tmp_path, 0, "evaluation", stale)
     evaluation = graded(list(rationale_log.read(tmp_path, phase="evaluation")))
     assert set(evaluation.correct.values()) == {True} and evaluation.no_answer == 0.0
+
+
+def test_a_partial_study_is_marked_partial(tmp_path):
+    write_study(tmp_path, arms=("rs", "pps"))
+    multirun = {"hydra": {"sweeper": {"params": {"arm": "rs,star,pps,trice,trice_no_cv"}}, "overrides": {"task": ["seed=0,1", "experiment=study"]}}}
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    main([str(tmp_path)])
+    assert "**Partial study: 4 of the 10 planned jobs have finished.**" in (tmp_path / "report" / "summary.md").read_text()
+    write_study(tmp_path / "rest", arms=("star", "trice", "trice_no_cv"))
+    main([str(tmp_path)])
+    assert "Partial study" not in (tmp_path / "report" / "summary.md").read_text()
