@@ -27,6 +27,8 @@ def main(cfg):
     Path("seen").write_text(f"{os.getpid()} {JOBS_IN_THIS_PROCESS}")
     if cfg.x == cfg.get("fail"):
         raise RuntimeError(f"job {cfg.x} failed on purpose")
+    if cfg.x == cfg.get("exit"):
+        sys.exit(f"job {cfg.x} stops the sweep on purpose")
     if cfg.x == cfg.get("wait"):
         signal.signal(signal.SIGTERM, lambda *_: (Path("stopped").write_text("SIGTERM"), sys.exit(143)))
         Path("started").write_text("")
@@ -78,6 +80,22 @@ def test_a_failed_job_fails_the_sweep_after_the_others_ran(tmp_path):
     assert [jobs for _, jobs in seen(tmp_path)] == ["[1]", "[2]", "[3]"]
 
 
+def test_a_job_that_exits_stops_the_sweep(tmp_path):
+    process = sweep(tmp_path, "process_per_job", "+exit=2")
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "job 2 stops the sweep on purpose" in output and "Job #1 ended without a result" in output
+    assert not (tmp_path / "sweep" / "2").exists()
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (an ended child nobody has reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_a_job_stops_when_the_sweep_process_is_killed(tmp_path):
     process = sweep(tmp_path, "process_per_job", "+wait=2")
     started = tmp_path / "sweep" / "1" / "started"
@@ -92,4 +110,9 @@ def test_a_job_stops_when_the_sweep_process_is_killed(tmp_path):
     while not stopped.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert stopped.read_text() == "SIGTERM"
+    job_pid = int((tmp_path / "sweep" / "1" / "seen").read_text().split()[0])
+    deadline = time.monotonic() + 30
+    while running(job_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(job_pid), "the job's process outlived it"
     assert not (tmp_path / "sweep" / "2").exists()

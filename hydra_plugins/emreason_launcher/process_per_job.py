@@ -14,8 +14,8 @@ import logging
 import multiprocessing
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,18 +50,21 @@ def stop_with_parent() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def run_pickled(payload: bytes) -> bytes:
-    """Unpickle a job, run it, pickle its JobReturn. Both travel cloudpickled, as in Hydra's
-    joblib launcher: the standard pickle cannot name the undecorated function under @hydra.main
-    (the task function Hydra hands a launcher) nor the config classes a JobReturn holds."""
+def run_pickled(payload: bytes, results: Connection) -> None:
+    """A job process's whole life: unpickle the job, run it, send back its JobReturn, end. Both
+    travel cloudpickled, as in Hydra's joblib launcher: the standard pickle cannot name the
+    undecorated function under @hydra.main (the task function Hydra hands a launcher) nor the
+    config classes a JobReturn holds."""
+    stop_with_parent()
     function, arguments = cloudpickle.loads(payload)
-    return cloudpickle.dumps(function(*arguments))
+    results.send_bytes(cloudpickle.dumps(function(*arguments)))
 
 
 class ProcessPerJobLauncher(Launcher):
     """Runs each job of a multirun in a new process (spawned, so it shares no state with the
-    sweep's), waiting for it to end before starting the next. A job's failure is in its
-    JobReturn and does not stop the jobs after it, as with Hydra's basic launcher."""
+    sweep's), waiting for it to end before starting the next. As with Hydra's basic launcher, a
+    job's exception is in its JobReturn and does not stop the jobs after it, while a job that
+    exits (SystemExit) stops the sweep; so does a job that is killed."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.config: DictConfig | None = None
@@ -79,9 +82,20 @@ class ProcessPerJobLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs, one process each", len(job_overrides))
         runs = []
+        spawn = multiprocessing.get_context("spawn")
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             job = (execute_job, (idx, overrides, self.hydra_context, self.config, self.task_function, Singleton.get_state()))
-            with ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=stop_with_parent) as process:
-                runs.append(cloudpickle.loads(process.submit(run_pickled, cloudpickle.dumps(job)).result()))
+            receive, send = spawn.Pipe(duplex=False)
+            process = spawn.Process(target=run_pickled, args=(cloudpickle.dumps(job), send), name=f"job {idx}")
+            process.start()
+            send.close()
+            try:
+                runs.append(cloudpickle.loads(receive.recv_bytes()))
+            except EOFError:
+                # Raised out of the job, past Hydra's run_job (SystemExit: emreason's own "Error: ..."
+                # stops), or killed: the sweep stops here, as it would with the job in its process.
+                process.join()
+                raise SystemExit(f"Job #{idx} ended without a result (exit code {process.exitcode}); the sweep stops here.")
+            process.join()
         return runs
