@@ -139,7 +139,7 @@ def another_nodes_task() -> bool:
 
 
 def objective(run_dir: Path, metric: str) -> float | None:
-    """What the job returns, for a sweeper that maximises it (hparams_search=, an Optuna
+    """What the job returns, for a sweeper that maximises it (hparams_search=, a grid
     sweep): `metric` of the run's last evaluation, on whatever dataset.test_split names."""
     return read_metrics(run_dir)[-1][metric]
 

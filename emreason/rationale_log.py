@@ -3,6 +3,7 @@ re-graded: `rationales/<iteration>-<phase>.jsonl` in the run directory, one JSON
 rationale with its question, gold answer, completion and grade. A redone iteration (after a
 resume) rewrites its files, so each holds one iteration's rationales once."""
 
+import gzip
 import json
 import os
 from dataclasses import asdict
@@ -39,14 +40,17 @@ def write(run_dir: Path, iteration: int, phase: str, rationales: list[Rationale]
 
 def read(run_dir: Path, iteration: int | None = None, phase: str = "*") -> list[dict]:
     """The records of a run (of one iteration and phase when given), in iteration and phase
-    order, each with its Example rebuilt under "example". Raises FileNotFoundError when the run
-    has no rationales folder."""
+    order, each with its Example rebuilt under "example"; files gzipped by the archive
+    (emreason/archive.py, `<name>.jsonl.gz`) are read as they are. Raises FileNotFoundError when
+    the run has no rationales folder."""
     folder = Path(run_dir) / FOLDER
     if not folder.is_dir():
         raise FileNotFoundError(f"{run_dir} has no {FOLDER}/ folder: it is not an emreason run directory")
     records = []
-    for path in sorted(folder.glob(f"{'*' if iteration is None else f'{iteration:03d}'}-{phase}.jsonl")):
-        for line in path.read_text().splitlines():
+    pattern = f"{'*' if iteration is None else f'{iteration:03d}'}-{phase}.jsonl"
+    for path in sorted([*folder.glob(pattern), *folder.glob(f"{pattern}.gz")]):
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        for line in text.splitlines():
             record = json.loads(line)
             fields = record["example"]
             record["example"] = Example(

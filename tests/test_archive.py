@@ -50,3 +50,17 @@ def test_storing_again_replaces_the_entry(tmp_path):
     archive.store(tmp_path / "archive", JOB, tmp_path / "run")
     assert archive.finished(tmp_path / "archive", JOB, iterations=3)
     assert [p.name for p in (tmp_path / "archive").iterdir()] == [archive.entry_name(JOB)]
+
+
+def test_an_archived_job_is_read_as_a_run(tmp_path):
+    """emreason-grade and the report read an archive entry's gzipped rationales as they are."""
+    run = tmp_path / "run"
+    run.mkdir()
+    example = {"id": "q1", "question": "2 + 2?", "answer": "4", "answer_kind": "number", "choices": []}
+    record = {"iteration": 0, "phase": "evaluation", "example": example, "hinted": False, "completion": "The answer is 4.",
+              "finished": True, "answer": "4", "correct": True}
+    (run / rationale_log.FOLDER).mkdir()
+    (run / rationale_log.FOLDER / "000-evaluation.jsonl").write_text(json.dumps(record) + "\n")
+    entry = archive.store(tmp_path / "archive", JOB, run)
+    assert rationale_log.read(entry) == rationale_log.read(run)
+    assert rationale_log.read(entry)[0]["example"].id == "q1"
