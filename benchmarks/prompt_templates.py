@@ -27,7 +27,7 @@ CANDIDATES = {
         "dataset=gsm8k dataset.test_split=held_out",
         {
             "current": None,
-            "boxed": STEP + "Then put the final number in \\boxed{}.",
+            "boxed": STEP + "Then put the final number in \\boxed{{}}.",
             "example": STEP + 'Then finish with the final number, for example "The answer is 42."',
         },
     ),
@@ -35,7 +35,7 @@ CANDIDATES = {
         "dataset=arc_easy dataset.test_split=validation",
         {
             "current": None,
-            "boxed": STEP + "Then put the letter of the correct option in \\boxed{}.",
+            "boxed": STEP + "Then put the letter of the correct option in \\boxed{{}}.",
             "example": STEP + 'Then finish with the letter of the correct option, for example "The answer is (B)."',
         },
     ),

@@ -91,8 +91,9 @@ def signal(benchmark: str, result: Evaluation) -> Signal:
 
 def validation_questions(overrides: list[str], questions: int):
     """The job the overrides compose and its first `questions` validation questions: the split
-    it evaluates on, or its training questions when that split is the test split."""
-    job = compose_job(overrides)
+    it evaluates on, or its training questions when that split is the test split. (The job's
+    dataset.test_size is set to `questions`: it would otherwise cap them at its own 100.)"""
+    job = compose_job([*overrides, f"dataset.test_size={questions}"])
     benchmark = load_benchmark(job.dataset, job.seed)
     pool = benchmark.train if job.dataset.test_split == "test" else benchmark.test
     return job, pool[:questions]

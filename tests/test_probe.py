@@ -46,3 +46,10 @@ def test_the_probe_never_answers_test_questions():
     job, bbh = validation_questions(["dataset=bbh", "dataset.tasks=[navigate]"], 50)
     assert job.dataset.test_split == "test"
     assert not {q.id for q in bbh} & {q.id for q in load("bbh", "tasks=[navigate]").test}
+
+
+def test_the_probe_answers_as_many_validation_questions_as_asked():
+    """More than the default job's dataset.test_size (100), which once capped them silently."""
+    _, gsm8k = validation_questions(["dataset=gsm8k", "dataset.test_split=held_out"], 200)
+    _, arc = validation_questions(["dataset=arc_easy", "dataset.test_split=validation"], 200)
+    assert len(gsm8k) == len({q.id for q in gsm8k}) == 200 and len(arc) == 200
