@@ -1,12 +1,16 @@
 """Each sampler's accept/keep logic on scripted generations."""
 
+import gzip
 import json
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from emreason.data.example import AnswerKind, Example
 from emreason.generation.completion import Completion
 from emreason.samplers import build_sampler
-from emreason.samplers.base import Keep, Proposer
+from emreason.samplers.base import Keep, Proposer, Rationale, keep_correct, shows_derivation
 from emreason.samplers.pps import PPSConfig
 from emreason.samplers.rs import RSConfig
 from emreason.samplers.star import STaRConfig
@@ -166,3 +170,39 @@ def test_an_iterations_e_steps_merge_into_one_result():
     assert merged.accepted == first.accepted and merged.proposals == first.proposals + first.proposals[:1]
     assert merged.metrics == {"tokens_sequential": (9 + 1) / 2, "other": 4}
     assert EStepResult.merged([first]) is first
+
+
+NUMBER_QUESTION = Example("n1", "Tom has 20 apples and buys 30 more. How many?", "50", AnswerKind.NUMBER, ())
+
+
+def rationale(text: str, hinted: bool, example: Example = NUMBER_QUESTION) -> Rationale:
+    return Rationale(example, Completion(text, (1,) * 8, True), example.answer, True, hinted)
+
+
+def test_the_derivation_check_drops_hinted_rationales_that_assert_their_answer():
+    reached = rationale("20 + 30 = 50 apples. The answer is \\(\\boxed{50}\\).", hinted=True)
+    asserted = rationale("20 + 10 = 30 apples. Therefore, the answer is \\(\\boxed{50}\\).", hinted=True)
+    unhinted = rationale("Tom has many apples. The answer is 50.", hinted=False)
+    assert [shows_derivation(r) for r in (reached, asserted)] == [True, False]
+    result = keep_correct([[asserted, reached], [unhinted]], Keep.all, derivation_check=True)
+    assert result.accepted == [reached, unhinted] and result.metrics["dropped_underived"] == 1
+    # Off (the default, as in the papers), it keeps both; a letter answer is never checked.
+    assert keep_correct([[asserted, reached]], Keep.all).accepted == [asserted, reached]
+    assert shows_derivation(rationale("The answer is (A).", hinted=True, example=QUESTIONS[0]))
+
+
+def test_the_derivation_check_separates_what_blind_readers_judged():
+    """On the study's audit (docs/study/audit): the figures docs/study.md states."""
+    audit = Path(__file__).parent.parent / "docs" / "study" / "audit" / "gsm8k-seed0.jsonl.gz"
+    passed = Counter()
+    for record in map(json.loads, gzip.open(audit, "rt")):
+        example = Example(record["id"], record["question"], record["gold"], AnswerKind.NUMBER, ())
+        passed[record["verdict"], shows_derivation(rationale(record["completion"], record["hinted"], example))] += 1
+    assert (passed["supported", True], passed["supported", False]) == (99, 3)
+    assert (passed["asserted", True], passed["asserted", False]) == (7, 84)
+
+
+@pytest.mark.parametrize("config", [RSConfig(derivation_check=True), STaRConfig(derivation_check=True), PPSConfig(derivation_check=True)])
+def test_every_filtered_sampler_takes_the_derivation_check(config):
+    result, _ = run(config, SCRIPT)
+    assert result.metrics["dropped_underived"] == 0  # letter answers: nothing to check

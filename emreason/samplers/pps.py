@@ -24,4 +24,4 @@ class PromptPosteriorSampler(Sampler):
             n=self.config.samples_per_question,
             temperature=self.config.temperature,
         )
-        return keep_correct(proposals, self.config.keep)
+        return keep_correct(proposals, self.config.keep, self.config.derivation_check)

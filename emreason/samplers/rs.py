@@ -21,4 +21,4 @@ class RejectionSampler(Sampler):
         proposals = self.proposer.propose(
             examples, hint=False, n=self.config.budget, temperature=self.config.temperature
         )
-        return keep_correct(proposals, self.config.keep)
+        return keep_correct(proposals, self.config.keep, self.config.derivation_check)

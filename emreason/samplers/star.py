@@ -48,7 +48,7 @@ class STaRSampler(Sampler):
             failed, hint=True, n=self.config.rationalization_samples, temperature=temperature
         )
         proposals = first_tries + rationalizations
-        return keep_correct(proposals, self.config.keep)
+        return keep_correct(proposals, self.config.keep, self.config.derivation_check)
 
     def questions_per_iteration(self, configured: int, train_size: int) -> int:
         return train_size if self.config.whole_training_set else configured
