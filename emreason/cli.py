@@ -188,9 +188,9 @@ def main(cfg: DictConfig) -> float | None:
         run_em(job, run_dir, overrides, tracker)
     finally:
         tracker.close()
-        # The next job of a sweep runs in this process: hand back what this one freed. (gc alone
-        # did not free the previous job's engine and trainer: a traceback vLLM stores held them,
-        # see VLLMGenerator.close; memory still grows from job to job, docs/study.md.)
+        # Under a launcher that runs several jobs in one process (hydra/launcher=basic, joblib's
+        # reused workers) the next job starts here: hand back what this one freed. The default
+        # launcher, process_per_job, gives each job a process of its own (docs/performance.md).
         gc.collect()
         resident_memory.release_freed()
     if job.em.archive:

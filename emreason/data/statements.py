@@ -116,16 +116,25 @@ def answer_region(completion: str) -> str:
     after its first statement: a question the model invented, or an output block. An output block
     before any statement (a template echo is none) cuts nothing: a statement after it is the
     completion's conclusion."""
+    return _region_and_statements(completion)[0]
+
+
+def _region_and_statements(completion: str) -> tuple[str, list[tuple[int, Statement]]]:
+    """answer_region and (where it starts, statement) of each statement in it: the statements of
+    the whole text serve as they are unless a cut shortens it."""
     blocks = _program_blocks(completion)
     text = _blank(completion, blocks)
     found = _statements_in(text)
     if not found:
-        return text
+        return text, found
     first = found[0][0]
     run_on = _RUN_ON.search(text, first)
     cuts = [start for start, _, output in blocks if output and start >= first]
     cuts += [run_on.start()] if run_on else []
-    return text[: min(cuts)] if cuts else text
+    if not cuts:
+        return text, found
+    region = text[: min(cuts)]
+    return region, _statements_in(region)
 
 
 def _program_blocks(text: str) -> list[tuple[int, int, bool]]:
@@ -150,7 +159,7 @@ def _blank(text: str, blocks: list[tuple[int, int, bool]]) -> str:
 
 def answer_statements(completion: str) -> list[Statement]:
     """Every answer statement of the completion that is not a template echo, in order."""
-    return [statement for _, statement in _statements_in(answer_region(completion))]
+    return [statement for _, statement in _region_and_statements(completion)[1]]
 
 
 def _statements_in(region: str) -> list[tuple[int, Statement]]:
