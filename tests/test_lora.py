@@ -2,11 +2,12 @@
 engine: tests/test_end_to_end.py::test_m_step_weights_reach_the_running_engine[lora])."""
 
 import torch
+import torch.distributed.checkpoint as dcp
 from transformers import AutoModelForCausalLM
 
 from emreason.training.loss import TrainingSequence
 from emreason.training.lora import LoraConfig
-from emreason.training.m_step import MStepTrainer, OptimizerConfig
+from emreason.training.m_step import TRAINER_STATE, MStepTrainer, OptimizerConfig
 
 SEQUENCES = [TrainingSequence((1, 2, 3), (4, 5, 6)), TrainingSequence((7, 8), (9, 10, 11, 12), -0.5)]
 
@@ -44,6 +45,18 @@ def test_restarting_from_base_drops_the_adapters_training(tiny_model_dir):
     assert all(torch.equal(p, start) for p, start in zip(trainer.trainable, fresh))
     assert trainer.optimizer.state_dict()["state"] == {}
 
+
+def test_the_training_checkpoint_holds_only_the_adapters_and_resumes_them(tiny_model_dir, tmp_path):
+    trainer = lora_trainer(tiny_model_dir)
+    trainer.m_step(SEQUENCES)
+    trainer.save_training_state(tmp_path)
+    saved = dcp.FileSystemReader(tmp_path / TRAINER_STATE).read_metadata().state_dict_metadata
+    weights = [key for key in saved if key.startswith("model.")]
+    # Not the LM head, which is frozen and tied to the embeddings.
+    assert weights and all(".lora_" in key for key in weights)
+    resumed = lora_trainer(tiny_model_dir)
+    resumed.load_checkpoint(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.trainable, trainer.trainable, strict=True))
 
 
 def test_in_bfloat16_the_frozen_base_is_held_in_bfloat16_and_the_adapters_train_in_float32(tiny_model_dir):
