@@ -54,8 +54,8 @@ faults: install
 clean:
 	rm -rf $(VENV) outputs multirun
 
-# The sampler study (docs/study.md): 5 arms x GSM8K x 3 seeds on the default model, about 3.8
-# hours on 2 cores with native bf16 (docs/study.md's budget), then the report. Finished jobs are
+# The sampler study (docs/study.md): 5 arms x GSM8K x 3 seeds on the default model, 3.5
+# hours on 2 cores with native bf16 (measured, docs/study.md), then the report. Finished jobs are
 # archived in docs/study/runs and restored, so rerunning (here or on a fresh clone) continues the
 # study; the report is written even when a job failed (the command still fails then).
 STUDY_DIR ?= multirun/study

@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from emreason.chat import ChatPrompts
-from emreason.config import compose_job
+from emreason.config import Config, compose_job
 from emreason.data.loading import load_benchmark
 from emreason.evaluation import evaluate
 from emreason.generation.vllm_engine import VLLMGenerator
@@ -23,14 +23,22 @@ from emreason.model_store import resolve_model
 from benchmarks.common import report
 
 BATCH = 8
+DEFAULT_OVERRIDES = ["experiment=study"]
+
+
+def compose(overrides: list[str]) -> Config:
+    """The job whose model and test questions are evaluated. The study's zero-shot cache lives in
+    its sweep folder (${hydra:sweep.dir}), which a job composed outside the command does not
+    have; this evaluation uses none."""
+    return compose_job([*overrides, "em.zero_shot_cache=null"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, help="a trained model folder; default: the job's model")
-    parser.add_argument("overrides", nargs="*", default=["experiment=study"])
+    parser.add_argument("overrides", nargs="*", default=DEFAULT_OVERRIDES)
     args = parser.parse_args()
-    job = compose_job(args.overrides)
+    job = compose(args.overrides)
     model_dir = args.model_dir or resolve_model(job.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     prompts = ChatPrompts(tokenizer, job.dataset.prompts, job.generator)

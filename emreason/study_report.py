@@ -10,6 +10,7 @@ same test questions (the test sample is a function of the seed), which pairs eve
 """
 
 import statistics
+import textwrap
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,14 +322,16 @@ def panels(grouped: dict):
 
 
 def save(plt, figure, title: str, path: Path) -> None:
-    figure.suptitle(title)
+    # About 9 characters of the title per inch of the figure's width.
+    figure.suptitle(textwrap.fill(title, int(9 * figure.get_figwidth())))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
 def plot_accuracy(grouped: dict, path: Path) -> None:
-    """Final accuracy per arm with its 95% interval, on a 0-1 axis, chance level dashed."""
+    """Final accuracy per arm with its 95% interval, chance level dashed; the axis spans the
+    intervals, so that differences of a few points show."""
     plt, figure, panel_groups = panels(grouped)
     for axis, ((dataset, model), group) in panel_groups:
         arms = ordered_arms(group)
@@ -342,7 +345,7 @@ def plot_accuracy(grouped: dict, path: Path) -> None:
         if chance is not None:
             axis.axhline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})")
             axis.legend(loc="upper right")
-        axis.set(title=f"{dataset} · {model}", ylabel="final test accuracy", ylim=(0, 1))
+        axis.set(title=f"{dataset} · {model}", ylabel="final test accuracy")
         axis.set_xticks(range(len(arms)), arms, rotation=20)
         axis.grid(axis="y", alpha=0.3)
     save(plt, figure, "Final test accuracy, mean over seeds, 95% bootstrap interval over test questions", path)
@@ -362,8 +365,9 @@ def plot_curves(grouped: dict, path: Path) -> None:
                 yerr=[[i.estimate - i.low for i in intervals], [i.high - i.estimate for i in intervals]],
                 fmt="o-", capsize=3, label=arm,
             )
-        axis.set(title=f"{dataset} · {model}", xlabel="EM iteration", ylabel="test accuracy", ylim=(0, 1))
-        axis.legend(loc="upper right")
+        axis.set(title=f"{dataset} · {model}", xlabel="EM iteration", ylabel="test accuracy",
+                 xticks=sorted({i for arm in arms for i in group.curves[arm]}))
+        axis.legend(loc="best")
         axis.grid(axis="y", alpha=0.3)
     save(plt, figure, "Test accuracy per EM iteration, mean over seeds, 95% bootstrap interval", path)
 

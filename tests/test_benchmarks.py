@@ -11,7 +11,7 @@ from conftest import REPO
 # benchmarks/ sits at the repository root, outside the installed package.
 sys.path.insert(0, str(REPO))
 
-from benchmarks import e_step_profile
+from benchmarks import e_step_profile, noise_floor
 from benchmarks.common import report_target
 from benchmarks.em_iteration import peak_memory
 from benchmarks.hardware import Limits, parameter_count
@@ -128,3 +128,8 @@ def test_the_e_step_profile_splits_wall_time_without_counting_nested_events_twic
     shares = e_step_profile.time_shares(events, wall_s=80.0)
     assert shares == pytest.approx({"matmul": 40, "attention": 15, "other_model": 10, "sampling": 8, "engine": 7})
     assert sum(shares.values()) == pytest.approx(80.0)
+
+
+def test_the_noise_floor_composes_the_study_job_outside_its_sweep():
+    job = noise_floor.compose(noise_floor.DEFAULT_OVERRIDES)
+    assert (job.dataset.name, job.dataset.test_size, job.em.zero_shot_cache) == ("gsm8k", 250, None)
