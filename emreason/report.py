@@ -345,7 +345,8 @@ def write_report(runs: list[Run], source: str, out: Path) -> Path:
     (out / "summary.md").write_text(
         f"# Sampler comparison: {source}\n\nTest accuracy of the finished runs, mean ± std over seeds (sample std; 0 with one seed).\n"
         f"Final = each run's last EM iteration; baseline = iteration 0 (zero-shot); maj@k and pass@k\n"
-        f"from k samples per question (em.test_samples), greedy accuracy otherwise.\n\n{markdown(*summary)}{left_out}"
+        f"from k samples per question (em.test_samples), greedy accuracy otherwise. As the runs logged\n"
+        f"them; the study's section below grades every logged answer again with the current grader.\n\n{markdown(*summary)}{left_out}"
         f"\n# The study: intervals and verdicts\n{study_md}"
     )
     page = out / "report.html"
