@@ -1,4 +1,5 @@
-"""The study's presets compose: experiment=study (5 arms at one E-step budget, GSM8K, 3 seeds) and hparams_search=study_pilot (a grid of M-step settings on validation questions)."""
+"""The study's presets compose: experiment=study (5 arms at one E-step budget, GSM8K, 3 seeds)
+and hparams_search=study_pilot (a grid of M-step settings on validation questions)."""
 
 import itertools
 

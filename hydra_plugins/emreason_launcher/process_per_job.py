@@ -6,7 +6,8 @@ leaves memory there that the next cannot get back (vLLM's and PyTorch's native a
 last iteration of 3 SmolLM2 jobs peaked at 4.92, 5.44 and 6.02 GiB in one process, at 4.92, 4.89
 and 4.90 GiB with a process each (docs/performance.md). The joblib launcher runs jobs in worker
 processes but reuses them, and both it and submitit's local launcher run jobs side by side, which
-on 2 cores slows each vLLM engine many times over. A process per job, one at a time, gives every job the memory of a first job.
+on 2 cores slows each vLLM engine many times over. A process per job, one at a time, gives every
+job the memory of a first job.
 """
 
 import ctypes
