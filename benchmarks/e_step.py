@@ -21,10 +21,10 @@ from emreason.generation.hf_generate import HFGenerator
 from emreason.generation.vllm_engine import VLLMGenerator
 
 TEMPERATURE = 1.0
-# The issue's targets: the E-step at least 3x transformers `generate` in bf16, and at least 35%
-# of the bf16 decode limit.
+# Issue 15's target: the E-step at least 3x transformers `generate` in bf16. Issue 26's, for the
+# Qwen default, whose matrix products dominate: at least 60% of the bf16 decode limit.
 SPEEDUP_TARGET = 3.0
-DECODE_LIMIT_TARGET_PCT = 35.0
+DECODE_LIMIT_TARGET_PCT = 60.0
 
 
 @dataclass

@@ -2,17 +2,21 @@
 E-step, M-step, weight sync and evaluation (from its metrics.jsonl), the job's wall time, the peak
 memory of its whole process tree (the vLLM engine's processes included), sampled every half
 second, and each iteration's own peak (`peak_rss_gib` of its row): memory that grows from one
-iteration to the next is a leak that a longer job dies of."""
+iteration to the next is a leak that a longer job dies of; and the time and size of iteration 1's
+checkpoint."""
 
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
 
 from benchmarks.common import Setup, report, report_target
+from emreason import checkpoint
 from emreason.metrics_file import read_metrics
 
 GIB = 2**30
@@ -38,6 +42,8 @@ def run(setup: Setup) -> None:
         if job.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{(Path(run_dir) / 'job.log').read_text()[-3000:]}")
         rows = read_metrics(run_dir)
+        checkpoint_s = checkpoint_seconds((Path(run_dir) / "job.log").read_text(), iteration=1)
+        checkpoint_mib = folder_bytes(checkpoint.latest(Path(run_dir))) / 2**20
     iteration = next(row for row in rows if row["iteration"] == 1)
     for phase in PHASES:
         report(f"em_iteration_{phase}", iteration[phase])
@@ -45,6 +51,8 @@ def run(setup: Setup) -> None:
     report("em_iteration_s", iteration_s)
     report_target("em_iteration_s", iteration_s, ITERATION_TARGET_S, " s", at_least=False)
     report("em_job_baseline_eval_s", rows[0]["eval_s"])
+    report("checkpoint_s", checkpoint_s)
+    report("checkpoint_mib", checkpoint_mib)
     report("em_job_wall_s", wall_s)
     report("em_job_peak_rss_gib", peak_rss / GIB)
     report_target("em_job_peak_rss_gib", peak_rss / GIB, PEAK_RSS_TARGET_GIB, " GiB", at_least=False)
@@ -55,6 +63,20 @@ def run(setup: Setup) -> None:
     growth = max(peaks[2:]) - peaks[1]
     report("em_iteration_peak_growth_gib", growth)
     report_target("em_iteration_peak_growth_gib", growth, PEAK_GROWTH_TARGET_GIB, " GiB", at_least=False)
+
+
+def checkpoint_seconds(job_log: str, iteration: int) -> float:
+    """Seconds from the iteration's "checkpoint" log line to its "done" line: the trainer state's
+    write and the commit (the weights were staged for the weight sync before)."""
+    stamps = {}
+    for phase in ("checkpoint", "done"):
+        line = re.search(rf"^\[([^\]]+)\].*EM iteration {iteration}: {phase}$", job_log, re.MULTILINE)
+        stamps[phase] = datetime.strptime(line.group(1), "%Y-%m-%d %H:%M:%S,%f")
+    return (stamps["done"] - stamps["checkpoint"]).total_seconds()
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def peak_memory(job: subprocess.Popen) -> tuple[int, int]:

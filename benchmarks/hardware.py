@@ -2,7 +2,7 @@
 product of the default model's shapes (its hidden and MLP sizes) in float32 and bfloat16, in
 GFLOP/s on all of torch's threads, and from it the decode limit (tokens/s at 2 x params FLOP
 per generated token) and the training limit (6 x params FLOP per trained token: forward 2,
-backward 4). Model FLOPs utilisation (MFU) is a measured tokens/s over that limit."""
+backward 4; 4 x params under LoRA). Model FLOPs utilisation (MFU) is a measured tokens/s over that limit."""
 
 import time
 from dataclasses import dataclass
@@ -28,8 +28,12 @@ class Limits:
     def decode_tokens_per_s(self, dtype: str) -> float:
         return self.gflops[dtype] * 1e9 / (2 * self.params)
 
-    def training_tokens_per_s(self, dtype: str) -> float:
-        return self.gflops[dtype] * 1e9 / (6 * self.params)
+    def training_tokens_per_s(self, dtype: str, frozen_base: bool = False) -> float:
+        """6 x params FLOP per token (forward 2, backward 4); 4 x params with a frozen base under
+        LoRA, whose backward computes the activations' gradients but no weight gradients (the
+        adapters, under 2% of the parameters, are left out). Recomputed activations do not count:
+        MFU counts the model's FLOPs, not the hardware's."""
+        return self.gflops[dtype] * 1e9 / ((4 if frozen_base else 6) * self.params)
 
 
 def run(setup: Setup, seconds: float = 2.0) -> Limits:

@@ -9,8 +9,8 @@ from benchmarks.common import SEED, Setup, report, report_target
 from emreason.generation.vllm_engine import VLLMGenerator
 from emreason.training.m_step import MStepTrainer
 
-# The issue's target, in seconds.
-SYNC_TARGET_S = 1.0
+# Issue 26's target for the Qwen default, in seconds.
+SYNC_TARGET_S = 2.0
 
 
 def sync_into_running_engine(setup: Setup, engine: VLLMGenerator, trainer: MStepTrainer, folder: Path) -> float:

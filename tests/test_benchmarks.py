@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import e_step_profile, noise_floor
 from benchmarks.common import report_target
-from benchmarks.em_iteration import peak_memory
+from benchmarks.em_iteration import checkpoint_seconds, peak_memory
 from benchmarks.hardware import Limits, parameter_count
 from emreason.generation.hf_generate import HFGenerator
 from emreason.training.loss import TrainingSequence
@@ -98,7 +98,17 @@ def test_peak_memory_counts_the_child_processes():
     assert 300 * MIB < peak_pss <= peak_rss
 
 
-def test_the_limits_count_each_parameter_once_and_2_and_6_flop_per_parameter_and_token(tiny_model_dir):
+def test_checkpoint_seconds_are_read_from_the_iterations_own_log_lines():
+    job_log = "\n".join([
+        "[2026-12-06 09:00:00,000][emreason.em][INFO] - EM iteration 0: checkpoint",
+        "[2026-12-06 09:00:01,000][emreason.em][INFO] - EM iteration 0: done",
+        "[2026-12-06 09:03:10,250][emreason.em][INFO] - EM iteration 1: checkpoint",
+        "[2026-12-06 09:03:12,000][emreason.em][INFO] - EM iteration 1: done",
+    ])
+    assert checkpoint_seconds(job_log, iteration=1) == pytest.approx(1.75)
+
+
+def test_the_limits_count_each_parameter_once_and_2_and_6_or_4_flop_per_parameter_and_token(tiny_model_dir):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -109,6 +119,8 @@ def test_the_limits_count_each_parameter_once_and_2_and_6_flop_per_parameter_and
     limits = Limits(params, {"float32": 3.0})
     assert limits.decode_tokens_per_s("float32") == pytest.approx(3e9 / (2 * params))
     assert limits.training_tokens_per_s("float32") == pytest.approx(3e9 / (6 * params))
+    # LoRA's frozen base: no weight gradients, so forward 2 and backward 2.
+    assert limits.training_tokens_per_s("float32", frozen_base=True) == pytest.approx(3e9 / (4 * params))
 
 
 def test_the_e_step_profile_splits_wall_time_without_counting_nested_events_twice():

@@ -1,5 +1,5 @@
 """The M-step trainer: padded micro-batches give the gradient of each sequence alone (with either
-attention implementation), steps are not built from length-sorted sequences, bf16 compute keeps
+attention implementation, with or without recomputed activations, with the logits in chunks), steps are not built from length-sorted sequences, bf16 compute keeps
 float32 master weights, a non-finite step is stopped before it is applied, and a checkpoint
 continues exactly, loading the weights once."""
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 import transformers
 
+from emreason.training import loss as loss_module
 from emreason.training.loss import Normalisation, TrainingSequence
 from emreason.training.m_step import (
     MStepTrainer,
     NonFiniteTrainingError,
     OptimizerConfig,
-    attention_implementation,
     by_length,
     check_finite,
     random_steps,
@@ -53,9 +53,17 @@ def each_sequence_alone(model, sequences) -> tuple[float, dict[str, torch.Tensor
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("activation_checkpointing", [True, False])
 @pytest.mark.parametrize("micro_batch_size, pad_id", [(5, PAD), (2, PAD), (1, PAD), (2, 31)])
-def test_padded_micro_batches_give_the_loss_and_gradient_of_each_sequence_alone(tiny_model_dir, micro_batch_size, pad_id, attention):
-    policy = trainer(tiny_model_dir, pad_id, batch_size=5, micro_batch_size=micro_batch_size, attention=attention)
+def test_padded_micro_batches_give_the_loss_and_gradient_of_each_sequence_alone(
+    tiny_model_dir, micro_batch_size, pad_id, attention, activation_checkpointing, monkeypatch
+):
+    # Logits in chunks of 3 positions, so that every micro-batch's loss spans several.
+    monkeypatch.setattr(loss_module, "LOGIT_CHUNK", 3)
+    policy = trainer(
+        tiny_model_dir, pad_id, batch_size=5, micro_batch_size=micro_batch_size, attention=attention,
+        activation_checkpointing=activation_checkpointing,
+    )
     assert policy.model.config._attn_implementation == attention
     expected_loss, expected = each_sequence_alone(policy.model, SEQUENCES)
 
@@ -67,15 +75,6 @@ def test_padded_micro_batches_give_the_loss_and_gradient_of_each_sequence_alone(
     assert got.keys() == expected.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-7, msg=name)
-
-
-def test_auto_attention_is_eager_for_bfloat16_on_a_cpu_and_sdpa_elsewhere():
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert attention_implementation("auto", torch.bfloat16, cpu) == "eager"
-    assert attention_implementation("auto", torch.float32, cpu) == "sdpa"
-    assert attention_implementation("auto", torch.bfloat16, cuda) == "sdpa"
-    assert attention_implementation("sdpa", torch.bfloat16, cpu) == "sdpa"
-    assert attention_implementation("eager", torch.float32, cuda) == "eager"
 
 
 def test_which_sequences_share_an_optimizer_step_does_not_depend_on_their_lengths():

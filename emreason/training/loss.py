@@ -11,6 +11,7 @@ from enum import Enum
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 class Normalisation(str, Enum):
@@ -75,27 +76,39 @@ def collate(sequences: list[TrainingSequence], pad_id: int) -> Batch:
     return Batch(input_ids, attention_mask, loss_mask, weights)
 
 
-def completion_logits(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The logits at the positions that predict completion tokens, shape (N, V) in float32,
-    their targets (N,) and the row of the batch each belongs to (N,).
+# Completion positions whose logits exist at once in the loss. Qwen's vocabulary makes the logits
+# of a micro-batch of two 512-token rationales 1.2 GB in float32, and their softmax and gradient
+# as much again; in chunks whose logits are recomputed in the backward pass they never exist
+# together (docs/performance.md, "M-step memory").
+LOGIT_CHUNK = 256
 
-    The vocabulary projection runs on completion positions only: on prompt and padding
-    positions it would cost most of the M-step's memory and time for nothing.
-    """
+
+def completion_hidden(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The last hidden states at the positions that predict completion tokens, shape (N, H),
+    their targets (N,) and the row of the batch each belongs to (N,). The vocabulary
+    projection is left to the caller: on prompt and padding positions it would cost most of the
+    M-step's memory and time for nothing."""
     hidden = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     # Position t predicts token t + 1.
     predicts = batch.loss_mask[:, 1:]
-    logits = model.get_output_embeddings()(hidden[:, :-1][predicts]).float()
     targets = batch.input_ids[:, 1:][predicts]
     rows = torch.arange(len(batch.weights), device=predicts.device).unsqueeze(1).expand_as(predicts)[predicts]
-    return logits, targets, rows
+    return hidden[:, :-1][predicts], targets, rows
 
 
 def sequence_log_likelihoods(model, batch: Batch) -> torch.Tensor:
     """Per-sequence sum of log p(token) over the completion tokens, shape (B,)."""
-    logits, targets, rows = completion_logits(model, batch)
-    token_log_likelihoods = -F.cross_entropy(logits, targets, reduction="none")
+    hidden, targets, rows = completion_hidden(model, batch)
+    head = model.get_output_embeddings()
+    token_log_likelihoods = torch.cat([
+        checkpoint(_log_likelihoods, head, chunk, chunk_targets, use_reentrant=False)
+        for chunk, chunk_targets in zip(hidden.split(LOGIT_CHUNK), targets.split(LOGIT_CHUNK))
+    ])
     return torch.zeros(len(batch.weights), device=rows.device).index_add(0, rows, token_log_likelihoods)
+
+
+def _log_likelihoods(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return -F.cross_entropy(head(hidden).float(), targets, reduction="none")
 
 
 def weighted_nll(model, batch: Batch) -> torch.Tensor:
@@ -110,6 +123,7 @@ def logit_bias_scores(model, batch: Batch) -> torch.Tensor:
     sum over the completion tokens of (onehot(target) - softmax(logits)). A gradient on a small
     virtual parameter, computed from one forward pass with no backward; TRICE logs the variance
     of its gradient estimate on it (samplers/trice.py, `gradient_variance`)."""
-    logits, targets, rows = completion_logits(model, batch)
+    hidden, targets, rows = completion_hidden(model, batch)
+    logits = model.get_output_embeddings()(hidden).float()
     per_token = F.one_hot(targets, logits.shape[-1]).float() - torch.softmax(logits, dim=-1)
     return torch.zeros(len(batch.weights), logits.shape[-1], device=rows.device).index_add(0, rows, per_token)

@@ -38,7 +38,7 @@ from emreason.training.loss import Normalisation, TrainingSequence, collate, nor
 # optimizer.dtype's choices: the dtype the forward and backward passes compute in.
 M_STEP_DTYPES = (precision.AUTO, "float32", "bfloat16")
 # optimizer.attention's choices: transformers' attention implementation in the M-step.
-ATTENTION = (precision.AUTO, "sdpa", "eager")
+ATTENTION = ("sdpa", "eager")
 # A checkpoint's sharded trainer state (torch.distributed.checkpoint): the trained parameters
 # and their AdamW moments, readable by any number of processes.
 TRAINER_STATE = "trainer"
@@ -74,9 +74,14 @@ class OptimizerConfig(Checked):
     # float32, so small updates are not lost); auto = bfloat16 where the hardware computes it
     # natively (CUDA, CPU flag avx512_bf16 or amx_bf16), else float32 (emreason/precision.py).
     dtype: str = field(default=precision.AUTO, metadata=one_of(*M_STEP_DTYPES))
-    # transformers' attention implementation: sdpa (torch's fused kernels) or eager (plain
-    # matrix products); auto = eager for bfloat16 on a CPU, sdpa elsewhere (`attention_implementation`).
-    attention: str = field(default=precision.AUTO, metadata=one_of(*ATTENTION))
+    # transformers' attention implementation: sdpa (torch's fused kernels, which never hold a
+    # sequence's T x T attention weights) or eager (plain matrix products). On a CPU with AMX, sdpa
+    # was faster in bf16 at Qwen's lengths and held 2 GiB less (docs/performance.md, "M-step memory").
+    attention: str = field(default="sdpa", metadata=one_of(*ATTENTION))
+    # Recompute each layer's activations in the backward pass instead of keeping them (torch's
+    # non-reentrant checkpointing): the M-step's memory then hardly depends on the rationales'
+    # length, for about a quarter more M-step time (docs/performance.md, "M-step memory").
+    activation_checkpointing: bool = True
     # Train LoRA adapters on the frozen model instead of every weight (optimizer=lora).
     lora: LoraConfig | None = None
     # Processes the M-step runs in, all nodes together (one per GPU, nccl; gloo on CPUs),
@@ -161,9 +166,10 @@ class MStepTrainer:
         # accumulate_gradients), so small updates are not lost. LoRA's frozen base weights take
         # no step: in one process they are held in the compute dtype, half the memory in bf16
         # (peft keeps the adapters float32; FSDP shards take one dtype, so sharded they stay float32).
-        attention = attention_implementation(self.config.attention, self.compute_dtype, self.device)
         dtype = self.compute_dtype if self.config.lora and self.ranks.world_size == 1 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, attn_implementation=attention)
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, attn_implementation=self.config.attention)
+        if self.config.activation_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.config.lora:
             model = lora.add_adapter(model, self.config.lora, self.seed)
         self.model = model.to(self.device).eval()
@@ -281,17 +287,6 @@ class MStepTrainer:
             micro_loss.backward()
             loss += micro_loss.item()
         return self.ranks.sum(loss, self.device)
-
-
-def attention_implementation(choice: str, compute_dtype: torch.dtype, device: torch.device) -> str:
-    """transformers' attn_implementation for optimizer.attention: choice itself, or for `auto`
-    eager when computing in bfloat16 on a CPU and sdpa elsewhere. On a Zen 4 with AVX512_BF16,
-    torch's CPU flash-attention kernel made the whole bf16 M-step 1.17x slower than eager
-    attention at the default job's lengths (~250 tokens), and made no difference in float32
-    (docs/performance.md); on GPUs sdpa is the fast one."""
-    if choice != precision.AUTO:
-        return choice
-    return "eager" if device.type == "cpu" and compute_dtype == torch.bfloat16 else "sdpa"
 
 
 def by_length(step: list[TrainingSequence]) -> list[TrainingSequence]:
