@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import e_step, e_step_profile, em_iteration, hardware, lora_sync, m_step, weight_sync
+from benchmarks import e_step, e_step_profile, em_iteration, hardware, lora_sync, m_step, m_step_memory, weight_sync
 from benchmarks.common import SEED, load_setup, report
 from emreason.generation.vllm_engine import VLLMGenerator
 
@@ -38,6 +38,7 @@ def main() -> None:
         weight_sync.restart_engine(setup, weights, sync_s)
         lora_sync.lora_request(setup, Path(folder), via_merged)
     e_step.other_dtypes(setup, throughput, limits)
+    m_step_memory.run(setup)
     em_iteration.run(setup)
     report("bench_s", time.perf_counter() - started)
 

@@ -2,7 +2,7 @@
 benchmark sizes, and the `name: value` output a script can read."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -71,11 +71,14 @@ class Setup:
 
 
 def load_setup() -> Setup:
-    """The default job's model, generator and optimizer settings (dtypes resolved), and ARC-Easy
-    training questions."""
+    """The default job's (or EMREASON_BENCH_JOB's) model, generator and optimizer settings (dtypes
+    resolved), and its training questions."""
     sizes = QUICK if os.environ.get("EMREASON_BENCH_QUICK") else Sizes()
+    # EMREASON_BENCH_JOB="model=smollm2_135m": every figure on that job instead of the default.
+    overrides = tuple(os.environ.get("EMREASON_BENCH_JOB", "").split())
+    sizes = replace(sizes, job_overrides=overrides + sizes.job_overrides)
     # The job as the command composes it, dtypes resolved (`auto`: bf16 where native, else float32).
-    job = compose_job()
+    job = compose_job(overrides)
     model_dir = resolve_model(job.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return Setup(
