@@ -88,7 +88,10 @@ def completion_hidden(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, 
     their targets (N,) and the row of the batch each belongs to (N,). The vocabulary
     projection is left to the caller: on prompt and padding positions it would cost most of the
     M-step's memory and time for nothing."""
-    hidden = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    # No KV cache: nothing is generated (and transformers warns once when it meets recomputation).
+    hidden = model.get_decoder()(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+    ).last_hidden_state
     # Position t predicts token t + 1.
     predicts = batch.loss_mask[:, 1:]
     targets = batch.input_ids[:, 1:][predicts]
