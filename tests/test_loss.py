@@ -4,6 +4,7 @@ import pytest
 import torch
 from fakes import tiny_llama
 
+from emreason.training import loss
 from emreason.training.loss import (
     Normalisation,
     TrainingSequence,
@@ -71,7 +72,9 @@ def test_normalisation_divides_by_constants_of_the_whole_m_step():
     assert [s.weight for s in normalised(sequences, Normalisation.sequence, steps=2)] == [1 / 3, -2.0]
 
 
-def test_logit_bias_scores_are_the_gradient_with_respect_to_a_bias_on_every_logit(tiny_model):
+@pytest.mark.parametrize("logit_chunk", [2, 256])
+def test_logit_bias_scores_are_the_gradient_with_respect_to_a_bias_on_every_logit(tiny_model, logit_chunk, monkeypatch):
+    monkeypatch.setattr(loss, "LOGIT_CHUNK", logit_chunk)
     sequences = [TrainingSequence((1, 2), (3, 4, 5)), TrainingSequence((6,), (7,))]
     scores = logit_bias_scores(tiny_model, collate(sequences, PAD))
     head = tiny_model.get_output_embeddings()

@@ -105,9 +105,14 @@ def sequence_log_likelihoods(model, batch: Batch) -> torch.Tensor:
     head = model.get_output_embeddings()
     token_log_likelihoods = torch.cat([
         checkpoint(_log_likelihoods, head, chunk, chunk_targets, use_reentrant=False)
-        for chunk, chunk_targets in zip(hidden.split(LOGIT_CHUNK), targets.split(LOGIT_CHUNK))
+        for chunk, chunk_targets, _ in logit_chunks(hidden, targets, rows)
     ])
     return torch.zeros(len(batch.weights), device=rows.device).index_add(0, rows, token_log_likelihoods)
+
+
+def logit_chunks(hidden: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor):
+    """(hidden, targets, rows) of `completion_hidden` in pieces of LOGIT_CHUNK positions."""
+    return zip(hidden.split(LOGIT_CHUNK), targets.split(LOGIT_CHUNK), rows.split(LOGIT_CHUNK))
 
 
 def _log_likelihoods(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -127,6 +132,10 @@ def logit_bias_scores(model, batch: Batch) -> torch.Tensor:
     virtual parameter, computed from one forward pass with no backward; TRICE logs the variance
     of its gradient estimate on it (samplers/trice.py, `gradient_variance`)."""
     hidden, targets, rows = completion_hidden(model, batch)
-    logits = model.get_output_embeddings()(hidden).float()
-    per_token = F.one_hot(targets, logits.shape[-1]).float() - torch.softmax(logits, dim=-1)
-    return torch.zeros(len(batch.weights), logits.shape[-1], device=rows.device).index_add(0, rows, per_token)
+    head = model.get_output_embeddings()
+    scores = torch.zeros(len(batch.weights), head.weight.shape[0], device=rows.device)
+    for chunk, chunk_targets, chunk_rows in logit_chunks(hidden, targets, rows):
+        per_token = -torch.softmax(head(chunk).float(), dim=-1)
+        per_token[torch.arange(len(chunk_targets), device=rows.device), chunk_targets] += 1
+        scores.index_add_(0, chunk_rows, per_token)
+    return scores
