@@ -11,9 +11,10 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
-from emreason import precision
+from emreason import precision, run_dirs
 from emreason.checks import above, at_least, one_of, problems_of
 from emreason.data.config import DatasetConfig
 from emreason.generation.vllm_engine import GeneratorConfig
@@ -86,6 +87,8 @@ class Config:
 
 
 def register_configs() -> None:
+    """Register the typed configs conf/ composes onto, and the resolvers it calls."""
+    run_dirs.register_resolvers()
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="dataset", name="base_dataset", node=DatasetConfig)
@@ -110,7 +113,12 @@ def compose_job(overrides: list[str] = ()) -> Config:
     """The job `emreason OVERRIDES...` would run, composed outside the command (benchmarks, tests)."""
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return job_config(compose("config", overrides=list(overrides)))
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    # Values may name Hydra's own settings (the study's ${hydra:sweep.dir}), as under the command.
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return job_config(cfg)
 
 
 def resolve_precision(cfg: DictConfig) -> None:

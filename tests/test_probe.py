@@ -53,3 +53,10 @@ def test_the_probe_answers_as_many_validation_questions_as_asked():
     _, gsm8k = validation_questions(["dataset=gsm8k", "dataset.test_split=held_out"], 200)
     _, arc = validation_questions(["dataset=arc_easy", "dataset.test_split=validation"], 200)
     assert len(gsm8k) == len({q.id for q in gsm8k}) == 200 and len(arc) == 200
+
+
+def test_the_probe_composes_a_job_whose_config_names_hydras_settings():
+    """experiment=study sets em.zero_shot_cache from ${hydra:sweep.dir}, which only the command
+    had resolved: `emreason-probe experiment=study` once stopped on it."""
+    job, gsm8k = validation_questions(["experiment=study", "dataset.test_split=held_out"], 10)
+    assert job.em.zero_shot_cache.endswith("/zero_shot") and len(gsm8k) == 10
