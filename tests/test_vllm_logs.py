@@ -11,11 +11,13 @@ import torch
 from torch import nn
 
 from emreason.generation.vllm_logs import (
+    BLOCK_POOL_LOG,
     CPU_WORKER_LOG,
     WEIGHT_LOADING_LOG,
     WEIGHT_RELOADING_LOG,
     layers_without_checkpoint_weights,
     skip_failed_load_warnings,
+    skip_prefix_cache_resets,
     skip_rounded_weight_warnings,
     skip_thread_count_warnings,
 )
@@ -59,6 +61,16 @@ def test_the_cpu_worker_no_longer_says_that_it_ignores_torch_set_num_threads():
         ("CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it.",),
         (no_tcmalloc,),
     ]) == [no_tcmalloc]
+
+
+def test_the_engine_no_longer_says_it_reset_its_prefix_cache_but_still_says_it_failed_to():
+    """Said twice at every EM iteration (after the reseed and after the weight sync)."""
+    failed = ("Failed to reset prefix cache because some blocks (%d) are not freed yet", 3)
+    assert shown(BLOCK_POOL_LOG, skip_prefix_cache_resets, [
+        # vllm/v1/core/block_pool.py (at INFO; shown() logs every message as a warning)
+        ("Successfully reset prefix cache",),
+        failed,
+    ]) == ["Failed to reset prefix cache because some blocks (3) are not freed yet"]
 
 
 class RotaryEmbedding(nn.Module):

@@ -16,9 +16,11 @@ from emreason import precision
 from emreason.checks import Checked, allowed, at_least
 from emreason.generation.completion import Completion
 from emreason.generation.vllm_logs import (
+    BLOCK_POOL_LOG,
     CPU_WORKER_LOG,
     WEIGHT_LOADING_LOG,
     drop_rank_prefix,
+    skip_prefix_cache_resets,
     skip_rounded_weight_warnings,
     skip_thread_count_warnings,
 )
@@ -116,6 +118,7 @@ class VLLMGenerator:
         if dtype != "float32":
             logging.getLogger(WEIGHT_LOADING_LOG).addFilter(skip_rounded_weight_warnings)
             log.info("The engine computes in %s: it rounds the float32 weights it loads to %s", dtype, dtype)
+        logging.getLogger(BLOCK_POOL_LOG).addFilter(skip_prefix_cache_resets)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if config.engine_in_process else "1"
         excepthook = sys.excepthook
         # Per-request seeds crash vLLM's CPU sampler; `reseed` reseeds the whole engine instead.
@@ -131,6 +134,8 @@ class VLLMGenerator:
             seed=seed,
             worker_extension_cls="emreason.generation.worker_extension.WeightSyncExtension",
             enable_sleep_mode=config.sleep_during_m_step,
+            # A progress bar for one safetensors file, at the start and at every weight sync.
+            use_tqdm_on_load=False,
             **engine_options,
         )
         if on_cpu and config.engine_in_process:

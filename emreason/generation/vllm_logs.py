@@ -12,6 +12,7 @@ import torch.distributed as dist
 WEIGHT_LOADING_LOG = "vllm.model_executor.models.utils"
 WEIGHT_RELOADING_LOG = "vllm.model_executor.model_loader.reload.layerwise"
 CPU_WORKER_LOG = "vllm.v1.worker.cpu_worker"
+BLOCK_POOL_LOG = "vllm.v1.core.block_pool"
 
 
 def skip_rounded_weight_warnings(record: logging.LogRecord) -> bool:
@@ -27,6 +28,13 @@ def skip_thread_count_warnings(record: logging.LogRecord) -> bool:
     engine's threads to cores, then replaces torch.set_num_threads with this warning, and then
     calls it itself, 5 times per engine start. Said once instead, in VLLMGenerator.__init__."""
     return not str(record.msg).startswith("CPU backend doesn't allow to use `torch.set_num_threads`")
+
+
+def skip_prefix_cache_resets(record: logging.LogRecord) -> bool:
+    """Drops vLLM's "Successfully reset prefix cache", said twice at every EM iteration: the
+    engine empties its prefix cache after each weight sync and each reseed (VLLMGenerator), by
+    design. A reset that fails still warns."""
+    return record.msg != "Successfully reset prefix cache"
 
 
 def layers_without_checkpoint_weights(model: torch.nn.Module) -> frozenset[str]:
