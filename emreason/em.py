@@ -36,6 +36,7 @@ def run_em(job: Config, run_dir: Path, overrides: list[str], tracker: Tracker) -
     """Run the job in run_dir, continuing after its last checkpoint if it has one. `overrides`
     are the command line's, kept in every checkpoint so `resume=DIR` composes the same job."""
     resident_memory.return_large_blocks()
+    resident_memory.keep_fewer_kernels()
     random.seed(job.seed)
     torch.manual_seed(job.seed)
     benchmark = load_benchmark(job.dataset, job.seed)

@@ -1,5 +1,8 @@
 """The job's memory figures: the resident set now and its peak since a reset, from /proc."""
 
+import os
+import re
+import subprocess
 import sys
 
 import pytest
@@ -26,3 +29,41 @@ def test_the_peak_since_a_reset_sees_memory_that_was_freed_again():
 
 def test_glibc_takes_the_fixed_mmap_threshold():
     assert resident_memory.return_large_blocks()
+
+
+# A bf16 product of shape A, then of 200 other shapes, then of A again; prints how oneDNN got
+# A's kernel the second time (compiled again: a miss; kept: a hit), from its verbose log.
+KERNEL_CACHE = """
+import os, sys
+from emreason import resident_memory
+resident_memory.keep_fewer_kernels()
+import torch
+weight = torch.ones(16, 16, dtype=torch.bfloat16)
+product = lambda rows: torch.nn.functional.linear(torch.ones(rows, 16, dtype=torch.bfloat16), weight)
+product(1000)
+for rows in range(1, 201):
+    product(rows)
+print("AGAIN", flush=True)
+product(1000)
+"""
+
+
+def kernel_for_shape_a_the_second_time(user_capacity: str | None) -> str | None:
+    env = {k: v for k, v in os.environ.items() if k != resident_memory.ONEDNN_CACHE_CAPACITY}
+    if user_capacity is not None:
+        env[resident_memory.ONEDNN_CACHE_CAPACITY] = user_capacity
+    result = subprocess.run(
+        [sys.executable, "-c", KERNEL_CACHE], env={**env, "ONEDNN_VERBOSE": "profile_create"},
+        capture_output=True, text=True, check=True,
+    )
+    after = result.stdout.split("AGAIN", 1)[1]
+    creation = re.search(r"onednn_verbose,.*primitive,create:(cache_\w+),", after)
+    return creation.group(1) if creation else None
+
+
+@pytest.mark.parametrize("user_capacity, second_time", [(None, "cache_miss"), ("1024", "cache_hit")])
+def test_onednn_keeps_the_last_128_kernels_unless_the_user_said_otherwise(user_capacity, second_time):
+    found = kernel_for_shape_a_the_second_time(user_capacity)
+    if found is None:
+        pytest.skip("this CPU's bf16 products do not go through oneDNN")
+    assert found == second_time
