@@ -28,8 +28,7 @@ DEFAULT_OVERRIDES = ["experiment=study"]
 
 def compose(overrides: list[str]) -> Config:
     """The job whose model and test questions are evaluated. The study's zero-shot cache lives in
-    its sweep folder (${hydra:sweep.dir}), which a job composed outside the command does not
-    have; this evaluation uses none."""
+    its sweep folder (${hydra:sweep.dir}), a sweep this evaluation is not part of; it uses none."""
     return compose_job([*overrides, "em.zero_shot_cache=null"])
 
 

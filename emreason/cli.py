@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 register_configs()
 
+
 def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
     """The saved job's overrides with the new ones applied on top (a new value for a key
     replaces the saved one); `resume=` itself is not part of a job's config."""

@@ -114,11 +114,17 @@ def compose_job(overrides: list[str] = ()) -> Config:
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    # Values may name Hydra's own settings (the study's ${hydra:sweep.dir}), as under the command.
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-    return job_config(cfg)
+    # Values may name Hydra's own settings (the study's ${hydra:sweep.dir}), as under the command;
+    # they resolve against this job's, and the process's Hydra config is put back after.
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    hydra_config.set_config(cfg)
+    try:
+        with open_dict(cfg):
+            del cfg.hydra
+        return job_config(cfg)
+    finally:
+        hydra_config.cfg = previous
 
 
 def resolve_precision(cfg: DictConfig) -> None:

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from emreason import checkpoint, study_report
 from emreason import metrics_file
 from emreason.metrics_file import METRICS_FILE
+from emreason.run_dirs import MULTIRUN_FILE
 
 # One PNG per entry: (file name, metric key, y-axis label, title).
 PLOTS = [
@@ -145,7 +146,7 @@ def planned_jobs(sweep: Path) -> int | None:
     """How many jobs the sweep in this folder was started to run: the product of the numbers of
     values of its swept keys (the config's hydra.sweeper.params and the command line's, from the
     multirun.yaml Hydra wrote); None for a folder that is no sweep."""
-    path = sweep / "multirun.yaml"
+    path = sweep / MULTIRUN_FILE
     if not path.is_file():
         return None
     saved = OmegaConf.load(path)

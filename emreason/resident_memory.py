@@ -1,7 +1,8 @@
-"""The job process's peak resident memory within a stretch of work (an EM iteration), read from
-Linux's VmHWM after resetting it through /proc/self/clear_refs. On a CPU the vLLM engine runs in
-the job's process (generator.engine_in_process) and so does the trainer (optimizer.processes=1),
-so this is the job's memory; under the kernel's limit or not is decided by it."""
+"""The job process's memory: its peak within a stretch of work (an EM iteration), read from
+Linux's VmHWM after resetting it through /proc/self/clear_refs, and the C library's and oneDNN's
+settings that keep it from growing over a job. On a CPU the vLLM engine runs in the job's process
+(generator.engine_in_process) and so does the trainer (optimizer.processes=1), so this is the
+job's memory; under the kernel's limit or not is decided by it."""
 
 import ctypes
 import os
@@ -73,11 +74,13 @@ def release_freed() -> None:
 
 
 def keep_fewer_kernels() -> None:
-    """Have oneDNN (torch's bf16 matrix products on a CPU) keep its 128 most recently used
-    compiled kernels instead of 1,024, unless ONEDNN_PRIMITIVE_CACHE_CAPACITY is set already.
-    It compiles one per matrix shape, and every M-step micro-batch has a new sequence length, so
-    its cache grew through the whole job. oneDNN reads the variable when it first compiles a
-    kernel: call this before any bf16 product. On the default job the peaks of iterations 1-3
-    were 6.70 / 7.20 / 7.64 GiB with 1,024 and 6.08 / 6.40 / 6.61 with 128, with the same answers
-    and M-step time (docs/performance.md, "M-step memory")."""
+    """Have oneDNN (behind torch's bf16 matrix products on a CPU, and vLLM's CPU linear layers,
+    which bundle their own copy) keep its 128 most recently used compiled kernels instead of
+    1,024, unless ONEDNN_PRIMITIVE_CACHE_CAPACITY is set already; processes the job starts
+    inherit it. oneDNN compiles one kernel per matrix shape, and every M-step micro-batch has a
+    new sequence length, so its cache grew through the whole job. It reads the variable when it
+    first compiles a kernel: call this before any bf16 product. On the default job the peaks of
+    iterations 1-3 were 6.70 / 7.20 / 7.64 GiB with 1,024 and 6.08 / 6.40 / 6.61 with 128, with
+    the same completions, byte for byte, and E-step, M-step and evaluation times as before
+    (docs/performance.md, "M-step memory")."""
     os.environ.setdefault(ONEDNN_CACHE_CAPACITY, str(KERNELS_KEPT))

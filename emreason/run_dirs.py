@@ -34,6 +34,8 @@ def sweep_dir_of(resume: str | None, fresh_dir: str) -> str:
 
 
 def resume_under_multirun(folder: Path) -> str:
+    """Why `resume=folder` cannot run under -m, and the commands that do what was meant: rerun
+    the sweep folder is part of, or continue its run alone."""
     message = [f"resume={folder} cannot be used with -m: it continues one run, and a sweep is continued by rerunning it."]
     sweep = next((d for d in (folder, folder.parent) if (d / MULTIRUN_FILE).is_file()), None)
     if sweep is not None:
@@ -49,8 +51,8 @@ def resume_under_multirun(folder: Path) -> str:
 
 
 def continue_sweep_command(sweep: Path) -> str:
-    """The command that ran the sweep in sweep_dir (from the multirun.yaml Hydra wrote there),
-    pinned to that sweep directory."""
+    """The command that ran the sweep in the folder `sweep` (from the multirun.yaml Hydra wrote
+    there), pinned to that sweep directory."""
     overrides = OmegaConf.load(sweep / MULTIRUN_FILE).hydra.overrides
     launcher = [o for o in overrides.hydra if not o.startswith(("hydra.sweep.dir=", "hydra.mode="))]
     return shlex.join(["emreason", "-m", *launcher, *overrides.task, f"hydra.sweep.dir={sweep}"])

@@ -57,6 +57,11 @@ def test_the_probe_answers_as_many_validation_questions_as_asked():
 
 def test_the_probe_composes_a_job_whose_config_names_hydras_settings():
     """experiment=study sets em.zero_shot_cache from ${hydra:sweep.dir}, which only the command
-    had resolved: `emreason-probe experiment=study` once stopped on it."""
+    had resolved: `emreason-probe experiment=study` once stopped on it. The process's Hydra
+    config is left as it was, for whatever composes next."""
+    from hydra.core.hydra_config import HydraConfig
+
+    assert not HydraConfig.initialized()
     job, gsm8k = validation_questions(["experiment=study", "dataset.test_split=held_out"], 10)
     assert job.em.zero_shot_cache.endswith("/zero_shot") and len(gsm8k) == 10
+    assert not HydraConfig.initialized()

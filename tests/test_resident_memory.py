@@ -57,7 +57,7 @@ def kernel_for_shape_a_the_second_time(user_capacity: str | None) -> str | None:
         capture_output=True, text=True, check=True,
     )
     after = result.stdout.split("AGAIN", 1)[1]
-    creation = re.search(r"onednn_verbose,.*primitive,create:(cache_\w+),", after)
+    creation = re.search(r"onednn_verbose,.*primitive,create:(cache_\w+),cpu,matmul,", after)
     return creation.group(1) if creation else None
 
 
