@@ -81,6 +81,5 @@ def keep_fewer_kernels() -> None:
     new sequence length, so its cache grew through the whole job. It reads the variable when it
     first compiles a kernel: call this before any bf16 product. On the default job the peaks of
     iterations 1-3 were 6.70 / 7.20 / 7.64 GiB with 1,024 and 6.08 / 6.40 / 6.61 with 128, with
-    the same completions, byte for byte, and E-step, M-step and evaluation times as before
-    (docs/performance.md, "M-step memory")."""
+    the same completions, byte for byte (docs/performance.md, "M-step memory", with the times)."""
     os.environ.setdefault(ONEDNN_CACHE_CAPACITY, str(KERNELS_KEPT))
