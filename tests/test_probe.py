@@ -61,7 +61,7 @@ def test_the_probe_composes_a_job_whose_config_names_hydras_settings():
     config is left as it was, for whatever composes next."""
     from hydra.core.hydra_config import HydraConfig
 
-    assert not HydraConfig.initialized()
+    before = HydraConfig.instance().cfg
     job, gsm8k = validation_questions(["experiment=study", "dataset.test_split=held_out"], 10)
     assert job.em.zero_shot_cache.endswith("/zero_shot") and len(gsm8k) == 10
-    assert not HydraConfig.initialized()
+    assert HydraConfig.instance().cfg is before

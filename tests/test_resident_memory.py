@@ -1,4 +1,5 @@
-"""The job's memory figures: the resident set now and its peak since a reset, from /proc."""
+"""The job's memory figures (the resident set now and its peak since a reset, from /proc) and the
+settings that keep it from growing (glibc's mmap threshold, oneDNN's kernel cache)."""
 
 import os
 import re
@@ -34,7 +35,6 @@ def test_glibc_takes_the_fixed_mmap_threshold():
 # A bf16 product of shape A, then of 200 other shapes, then of A again; prints how oneDNN got
 # A's kernel the second time (compiled again: a miss; kept: a hit), from its verbose log.
 KERNEL_CACHE = """
-import os, sys
 from emreason import resident_memory
 resident_memory.keep_fewer_kernels()
 import torch
