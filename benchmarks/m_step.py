@@ -20,7 +20,6 @@ import tempfile
 import time
 from dataclasses import replace
 
-import torch
 from transformers import AutoModelForCausalLM
 
 from benchmarks.common import SEED, Setup, report, report_target
@@ -32,7 +31,7 @@ from emreason.em import training_sequences
 from emreason.samplers.base import Rationale
 from emreason.training.loss import TrainingSequence
 from emreason.training import lora
-from emreason.training.m_step import MStepTrainer, OptimizerConfig
+from emreason.training.m_step import MStepTrainer, OptimizerConfig, weights_dtype
 
 # Issue 26's targets for the Qwen default: emreason's M-step at least 1.5x SFTTrainer in the same
 # dtype, and at least 60% of the bf16 training limit.
@@ -125,10 +124,8 @@ def trl_sft_seconds(
         shape = dict(per_device_train_batch_size=1, max_length=row)
     else:
         shape = dict(per_device_train_batch_size=config.batch_size, max_length=None)
-    # The same policy as emreason's: under LoRA the same adapters on a frozen base held in the
-    # compute dtype (peft keeps the adapters float32), else every weight float32.
-    base_dtype = getattr(torch, config.dtype) if config.lora else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=base_dtype, attn_implementation=attention)
+    # The same policy as emreason's: its weights in the same dtype, the same adapters under LoRA.
+    model = AutoModelForCausalLM.from_pretrained(setup.model_dir, dtype=weights_dtype(config), attn_implementation=attention)
     if config.lora:
         model = lora.add_adapter(model, config.lora, SEED)
     with tempfile.TemporaryDirectory() as output_dir:

@@ -78,6 +78,9 @@ def run_em(job: Config, run_dir: Path, overrides: list[str], tracker: Tracker) -
                 row = iteration_metrics(iteration, questions, e_step, evaluation(iteration, context), timings, m_steps)
             # The peak since the previous row: this iteration and the previous checkpoint's write.
             row["peak_rss_gib"] = resident_memory.peak_gib()
+            # What the job holds from one iteration to the next: what grows here, a longer job dies of.
+            resident_memory.release_freed()
+            row["rss_gib"] = resident_memory.current_gib()
             resident_memory.reset_peak()
             tracker.log_iteration(row)
             log.info("EM iteration %d: checkpoint", iteration)

@@ -30,6 +30,7 @@ TABLE_COLUMNS = [
     ("sync_s", "sync_s", ".2f"),
     ("eval_s", "eval_s", ".1f"),
     ("peak_rss_gib", "peak_gib", ".2f"),
+    ("rss_gib", "held_gib", ".2f"),
 ]
 
 

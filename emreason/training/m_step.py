@@ -123,6 +123,17 @@ class NonFiniteTrainingError(RuntimeError):
     """A non-finite loss or gradient norm, raised before the optimizer applies the step."""
 
 
+def weights_dtype(config: OptimizerConfig, world_size: int = 1) -> torch.dtype:
+    """The dtype the policy's weights are loaded in. Trained weights are float32 whatever the
+    compute dtype (bf16 is autocast, see accumulate_gradients), so small updates are not lost.
+    LoRA's frozen base weights take no step: in one process they are held in the compute dtype,
+    half the memory in bf16 (peft keeps the adapters float32; FSDP shards take one dtype, so
+    sharded they stay float32)."""
+    if config.lora and world_size == 1:
+        return getattr(torch, precision.resolve(config.dtype))
+    return torch.float32
+
+
 class MStepTrainer:
     """Holds the policy being learned and its optimizer for the whole job: in the job's process,
     or one shard of them in each M-step process (`ranks`)."""
@@ -162,11 +173,7 @@ class MStepTrainer:
         Full fine-tuning continues from the checkpoint's weights (model/) and its moments;
         LoRA from the base model with the checkpoint's adapters and their moments."""
         weights = checkpoint / "model" if checkpoint and not self.config.lora else self.base_model_dir
-        # Trained weights are float32 whatever the compute dtype (bf16 is autocast, see
-        # accumulate_gradients), so small updates are not lost. LoRA's frozen base weights take
-        # no step: in one process they are held in the compute dtype, half the memory in bf16
-        # (peft keeps the adapters float32; FSDP shards take one dtype, so sharded they stay float32).
-        dtype = self.compute_dtype if self.config.lora and self.ranks.world_size == 1 else torch.float32
+        dtype = weights_dtype(self.config, self.ranks.world_size)
         model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, attn_implementation=self.config.attention)
         if self.config.activation_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
