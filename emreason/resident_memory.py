@@ -1,6 +1,6 @@
 """The job process's memory: its peak within a stretch of work (an EM iteration), read from
-Linux's VmHWM after resetting it through /proc/self/clear_refs, and the C library's and oneDNN's
-settings that keep it from growing over a job. On a CPU the vLLM engine runs in the job's process
+Linux's VmHWM after resetting it through /proc/self/clear_refs, its resident set now, and the
+settings of the C library and of PyTorch's oneDNN caches that keep it from growing over a job. On a CPU the vLLM engine runs in the job's process
 (generator.engine_in_process) and so does the trainer (optimizer.processes=1), so this is the
 job's memory; under the kernel's limit or not is decided by it."""
 
