@@ -60,18 +60,19 @@ def run(setup: Setup) -> None:
     report("em_job_peak_rss_gib", peak_rss / GIB)
     report_target("em_job_peak_rss_gib", peak_rss / GIB, PEAK_RSS_TARGET_GIB, " GiB", at_least=False)
     report("em_job_peak_pss_gib", peak_pss / GIB)
-    peaks = [row["peak_rss_gib"] for row in rows]
+    report_growth(rows, "peak_rss_gib", "peak", PEAK_GROWTH_TARGET_GIB)
+    report_growth(rows, "rss_gib", "held", HELD_GROWTH_TARGET_GIB)
+
+
+def report_growth(rows: list[dict], key: str, name: str, target_gib: float) -> None:
+    """Each iteration's `key` of its row (GiB), reported under `name`, and its growth: the most of
+    iterations 2 on over iteration 1's (iteration 1 adds the adapters' moments and the caches'
+    first entries). Rows: the job's, iterations 0 to 2 at least."""
     for row in rows:
-        report(f"em_iteration_{row['iteration']}_peak_rss_gib", row["peak_rss_gib"])
-    growth = max(peaks[2:]) - peaks[1]
-    report("em_iteration_peak_growth_gib", growth)
-    report_target("em_iteration_peak_growth_gib", growth, PEAK_GROWTH_TARGET_GIB, " GiB", at_least=False)
-    held = [row["rss_gib"] for row in rows]
-    for row in rows:
-        report(f"em_iteration_{row['iteration']}_held_gib", row["rss_gib"])
-    held_growth = max(held[2:]) - held[1]
-    report("em_iteration_held_growth_gib", held_growth)
-    report_target("em_iteration_held_growth_gib", held_growth, HELD_GROWTH_TARGET_GIB, " GiB", at_least=False)
+        report(f"em_iteration_{row['iteration']}_{name}_gib", row[key])
+    growth = max(row[key] for row in rows[2:]) - rows[1][key]
+    report(f"em_iteration_{name}_growth_gib", growth)
+    report_target(f"em_iteration_{name}_growth_gib", growth, target_gib, " GiB", at_least=False)
 
 
 def checkpoint_seconds(job_log: str, iteration: int) -> float:

@@ -1,6 +1,7 @@
 """The job process's memory: its peak within a stretch of work (an EM iteration), read from
 Linux's VmHWM after resetting it through /proc/self/clear_refs, its resident set now, and the
-settings of the C library and of PyTorch's oneDNN caches that keep it from growing over a job. On a CPU the vLLM engine runs in the job's process
+settings of the C library, of oneDNN's cache and of PyTorch's ideep cache that keep it from
+growing over a job. On a CPU the vLLM engine runs in the job's process
 (generator.engine_in_process) and so does the trainer (optimizer.processes=1), so this is the
 job's memory; under the kernel's limit or not is decided by it."""
 
@@ -78,15 +79,15 @@ def release_freed() -> None:
 def keep_fewer_kernels() -> None:
     """Have oneDNN (behind torch's bf16 matrix products on a CPU, and vLLM's CPU linear layers,
     which bundle their own copy) keep its 128 most recently used compiled kernels instead of
-    1,024, and PyTorch's ideep layer keep 128 entries of its own cache instead of 1,024, unless
+    1,024, and PyTorch's ideep layer keep 128 entries in its own cache instead of 1,024, unless
     ONEDNN_PRIMITIVE_CACHE_CAPACITY or LRU_CACHE_CAPACITY is set already; processes the job
-    starts inherit them. Both caches gain entries for every new matrix shape, about 250 KiB each
-    in ideep's whatever the shape, and every M-step micro-batch has a new sequence length, so
-    they grew over the first iterations of every job until full (pytorch/pytorch#27971). Both
-    are read when the first kernel is compiled: call this before any bf16 product.
-    docs/performance.md, "M-step memory", has the measurements: oneDNN's cap took the default
-    job's iteration peaks from 6.70 / 7.20 / 7.64 to 6.08 / 6.40 / 6.61 GiB, ideep's took its
-    resident floor's growth from 0.16 / 0.06 to 0.02 / 0.01 GiB an iteration, with the same
-    completions and no slower."""
+    starts inherit them. Both caches gain entries for every new matrix shape (ideep's about
+    200-250 KiB each, however small the matrices), and every M-step micro-batch has a new
+    sequence length, so they grew over the first iterations of every job until full
+    (pytorch/pytorch#27971). Both are read when the first kernel is compiled: call this before
+    any bf16 product. docs/performance.md, "M-step memory", has the measurements: oneDNN's cap
+    took the default job's iteration peaks from 6.70 / 7.20 / 7.64 to 6.08 / 6.40 / 6.61 GiB;
+    ideep's took the memory it holds from one iteration to the next from +0.16 / +0.06 to
+    +0.02 / +0.01 GiB an iteration. Completions were the same, and times within 2%."""
     os.environ.setdefault(ONEDNN_CACHE_CAPACITY, str(KERNELS_KEPT))
     os.environ.setdefault(IDEEP_CACHE_CAPACITY, str(KERNELS_KEPT))

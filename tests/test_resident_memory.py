@@ -36,9 +36,9 @@ def test_glibc_takes_the_fixed_mmap_threshold():
 # A bf16 product of shape A, then of 200 other shapes, then of A again; prints how oneDNN got
 # A's kernel the second time (compiled again: a miss; kept: a hit), from its verbose log.
 KERNEL_CACHE = """
+import torch
 from emreason import resident_memory
 resident_memory.keep_fewer_kernels()
-import torch
 weight = torch.ones(16, 16, dtype=torch.bfloat16)
 product = lambda rows: torch.nn.functional.linear(torch.ones(rows, 16, dtype=torch.bfloat16), weight)
 product(1000)
@@ -49,10 +49,14 @@ product(1000)
 """
 
 
+def environment(variable: str, user_value: str | None) -> dict[str, str]:
+    """This process's environment with `variable` set to the user's value, or unset."""
+    env = {k: v for k, v in os.environ.items() if k != variable}
+    return env if user_value is None else {**env, variable: user_value}
+
+
 def kernel_for_shape_a_the_second_time(user_capacity: str | None) -> str | None:
-    env = {k: v for k, v in os.environ.items() if k != resident_memory.ONEDNN_CACHE_CAPACITY}
-    if user_capacity is not None:
-        env[resident_memory.ONEDNN_CACHE_CAPACITY] = user_capacity
+    env = environment(resident_memory.ONEDNN_CACHE_CAPACITY, user_capacity)
     result = subprocess.run(
         [sys.executable, "-c", KERNEL_CACHE], env={**env, "ONEDNN_VERBOSE": "profile_create"},
         capture_output=True, text=True, check=True,
@@ -70,13 +74,13 @@ def test_onednn_keeps_the_last_128_kernels_unless_the_user_said_otherwise(user_c
     assert found == second_time
 
 
-# bf16 products (forward and backward) of 400 shapes; prints the C library's bytes in use that
-# they added, which ideep's cache of 250 KiB entries, one or more per shape, dominates.
+# bf16 products (forward and backward) of 400 shapes; prints the MiB the C library handed out
+# for them and still holds (in use in its heap, and mapped blocks), which ideep's cache dominates.
 IDEEP_CACHE = """
 import ctypes
+import torch
 from emreason import resident_memory
 resident_memory.keep_fewer_kernels()
-import torch
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -90,19 +94,22 @@ def product(rows):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.nn.functional.linear(torch.ones(rows, 64), weight).float().sum().backward()
 
+def held():
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd
+
 product(8)
-before = libc.mallinfo2().uordblks
+before = held()
 for rows in range(9, 409):
     product(rows)
-print((libc.mallinfo2().uordblks - before) / 2**20)
+print((held() - before) / 2**20)
 """
 
 
 def mib_added_by_400_shapes(user_capacity: str | None) -> float:
-    env = {k: v for k, v in os.environ.items() if k != resident_memory.IDEEP_CACHE_CAPACITY}
-    if user_capacity is not None:
-        env[resident_memory.IDEEP_CACHE_CAPACITY] = user_capacity
-    result = subprocess.run([sys.executable, "-c", IDEEP_CACHE], env=env, capture_output=True, text=True, check=True)
+    env = environment(resident_memory.IDEEP_CACHE_CAPACITY, user_capacity)
+    result = subprocess.run([sys.executable, "-c", IDEEP_CACHE], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     return float(result.stdout.split()[-1])
 
 
