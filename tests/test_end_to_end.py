@@ -25,6 +25,8 @@ def test_each_sampler_runs_one_em_iteration(tiny_multirun):
         assert first["e_step_s"] > 0 and first["eval_s"] > 0
         if first["rationales_kept"]:
             assert first["m_step_s"] > 0 and first["sync_s"] > 0
+        # The job's memory: what it holds at each row is within its peak since the previous row.
+        assert all(0 < row["rss_gib"] <= row["peak_rss_gib"] for row in rows)
         config = (sweep_dir / str(job) / ".hydra" / "config.yaml").read_text()
         assert f"name: {sampler}" in config
         assert list((sweep_dir / str(job) / "wandb").glob("offline-run-*")), "no offline W&B run"
