@@ -125,11 +125,11 @@ class NonFiniteTrainingError(RuntimeError):
 
 def weights_dtype(config: OptimizerConfig, world_size: int = 1) -> torch.dtype:
     """The dtype the policy's weights are loaded in, with world_size M-step processes (sharded
-    when more than one). Trained weights are float32 whatever the
-    compute dtype (bf16 is autocast, see accumulate_gradients), so small updates are not lost.
-    LoRA's frozen base weights take no step: in one process they are held in the compute dtype,
-    half the memory in bf16 (peft keeps the adapters float32; FSDP shards take one dtype, so
-    sharded they stay float32)."""
+    when more than one). Trained weights are float32 whatever the compute dtype (bf16 is
+    autocast, see accumulate_gradients), so small updates are not lost. LoRA's frozen base
+    weights take no step: in one process they are held in the compute dtype, half the memory in
+    bf16 (peft keeps the adapters float32; FSDP shards take one dtype, so sharded they stay
+    float32)."""
     if config.lora and world_size == 1:
         return getattr(torch, precision.resolve(config.dtype))
     return torch.float32
